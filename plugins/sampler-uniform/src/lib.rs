@@ -73,7 +73,7 @@ impl Component for UniformSampler {
 
     fn from_config(config: &str) -> PluginResult<Self> {
         let config: UniformConfig = parse_config(Self::NAME, config)?;
-        if !(config.bin_width > 0.0) {
+        if config.bin_width.is_nan() || config.bin_width <= 0.0 {
             return Err(PluginError::config(format!(
                 "uniform: field `bin_width` must be positive, got {}",
                 config.bin_width

@@ -226,7 +226,7 @@ impl ResBlock {
 
 enum Layer {
     Cell(Cell),
-    Reduction(ResBlock),
+    Reduction(Box<ResBlock>),
 }
 
 /// The supernet's modules (present once built).
@@ -271,6 +271,8 @@ struct CellPlan {
 }
 
 impl CellPlan {
+    // Nodes are indexed by their number in the cell's graph; ranges read like the definition.
+    #[allow(clippy::needless_range_loop)]
     fn new(ops: &[u32]) -> Self {
         // live[i]: node i's value reaches the output node through non-`none` edges.
         let mut live = [false; 4];
@@ -482,11 +484,11 @@ impl SearchSpace for Nb201Space {
                 fixed_params.extend(conv_a.param_ids());
                 fixed_params.extend(conv_b.param_ids());
                 fixed_params.extend(downsample.param_ids());
-                layers.push(Layer::Reduction(ResBlock {
+                layers.push(Layer::Reduction(Box::new(ResBlock {
                     conv_a,
                     conv_b,
                     downsample,
-                }));
+                })));
             }
         }
         let c_last = stages[2].0;
@@ -521,6 +523,7 @@ impl SearchSpace for Nb201Space {
             .unwrap_or_default()
     }
 
+    #[allow(clippy::needless_range_loop)]
     fn forward(
         &self,
         input: &Tensor,
@@ -584,7 +587,7 @@ impl SearchSpace for Nb201Space {
                                 _ => unreachable!("none edges are never computed"),
                             };
                             if let Some(gates) = gates {
-                                out = out * gates[e].get(ops[e] as i64);
+                                out *= gates[e].get(ops[e] as i64);
                             }
                             sum = Some(match sum {
                                 Some(acc) => acc + out,

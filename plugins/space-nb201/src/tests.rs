@@ -146,14 +146,13 @@ fn reference_forward(
                     for (from, node) in nodes.iter().enumerate() {
                         let e = edge_index(to, from);
                         let edge = &cell.edges[e];
-                        sum = sum
-                            + match ops[e] {
-                                NONE => node * 0.0,
-                                SKIP => node.shallow_clone(),
-                                CONV1 => edge.conv1x1.forward(node, options),
-                                CONV3 => edge.conv3x3.forward(node, options),
-                                _ => node.avg_pool2d([3, 3], [1, 1], [1, 1], false, false, None),
-                            };
+                        sum += match ops[e] {
+                            NONE => node * 0.0,
+                            SKIP => node.shallow_clone(),
+                            CONV1 => edge.conv1x1.forward(node, options),
+                            CONV3 => edge.conv3x3.forward(node, options),
+                            _ => node.avg_pool2d([3, 3], [1, 1], [1, 1], false, false, None),
+                        };
                     }
                     nodes.push(sum);
                 }

@@ -1,0 +1,213 @@
+//! Checkpoints: weights, BN buffers and optimizer state in safetensors, the rest in JSON.
+//!
+//! Layout: `<run>/checkpoints/step-NNNNNNNN/{weights.safetensors,state.json}`, and
+//! `<run>/checkpoints/latest.json` naming the newest complete one. A checkpoint folder is written
+//! under a temporary name and renamed when complete; `latest.json` is replaced atomically after
+//! that, so a crash at any moment leaves the previous checkpoint loadable. Nothing read from a
+//! checkpoint is executed: tensors are data, and the JSON is parsed into plain structs.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use tch::Tensor;
+
+use crate::io::{read_json, write_json_atomic, write_safetensors_atomic};
+
+/// Everything in a checkpoint that is not a tensor.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct CheckpointState {
+    /// Steps completed (the next step to run).
+    pub step: u64,
+    /// Training batches consumed so far.
+    pub batches_consumed: u64,
+    /// The sampler's saved state (JSON text).
+    pub sampler_state: String,
+    /// Momentum groups that exist.
+    pub momentum_groups: Vec<u32>,
+    /// Hash of the trajectory-relevant config.
+    pub config_hash: String,
+    /// nas-sdk version of the host that wrote it.
+    pub sdk_version: String,
+}
+
+/// The tensors of a checkpoint.
+pub struct CheckpointTensors {
+    /// Supernet parameters by name.
+    pub params: Vec<(String, Tensor)>,
+    /// Supernet buffers by name.
+    pub buffers: Vec<(String, Tensor)>,
+    /// Momentum buffers: `(group, parameter index, tensor)`.
+    pub momentum: Vec<(u32, usize, Tensor)>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Latest {
+    dir: String,
+    step: u64,
+}
+
+fn checkpoints_dir(run_dir: &Path) -> PathBuf {
+    run_dir.join("checkpoints")
+}
+
+/// Writes a checkpoint and points `latest.json` at it; keeps the newest `keep` checkpoints.
+pub fn save(
+    run_dir: &Path,
+    state: &CheckpointState,
+    tensors: &CheckpointTensors,
+    keep: usize,
+) -> Result<PathBuf> {
+    let root = checkpoints_dir(run_dir);
+    let name = format!("step-{:08}", state.step);
+    let final_dir = root.join(&name);
+    let temp_dir = root.join(format!(".{name}.tmp-{}", std::process::id()));
+    if temp_dir.exists() {
+        std::fs::remove_dir_all(&temp_dir)?;
+    }
+    std::fs::create_dir_all(&temp_dir)
+        .with_context(|| format!("creating {}", temp_dir.display()))?;
+
+    let mut named: Vec<(String, Tensor)> = Vec::new();
+    for (n, t) in &tensors.params {
+        named.push((format!("param.{n}"), t.shallow_clone()));
+    }
+    for (n, t) in &tensors.buffers {
+        named.push((format!("buffer.{n}"), t.shallow_clone()));
+    }
+    for (group, index, t) in &tensors.momentum {
+        named.push((format!("momentum.{group}.{index}"), t.shallow_clone()));
+    }
+    write_safetensors_atomic(&temp_dir.join("weights.safetensors"), &named)?;
+    write_json_atomic(&temp_dir.join("state.json"), state)?;
+    if final_dir.exists() {
+        std::fs::remove_dir_all(&final_dir)
+            .with_context(|| format!("replacing {}", final_dir.display()))?;
+    }
+    std::fs::rename(&temp_dir, &final_dir)
+        .with_context(|| format!("renaming {} to {}", temp_dir.display(), final_dir.display()))?;
+    write_json_atomic(
+        &root.join("latest.json"),
+        &Latest {
+            dir: name,
+            step: state.step,
+        },
+    )?;
+    prune(&root, keep.max(1))?;
+    Ok(final_dir)
+}
+
+fn prune(root: &Path, keep: usize) -> Result<()> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(root)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.is_dir()
+                && p.file_name()
+                    .map(|n| n.to_string_lossy().starts_with("step-"))
+                    .unwrap_or(false)
+        })
+        .collect();
+    dirs.sort();
+    if dirs.len() > keep {
+        for dir in &dirs[..dirs.len() - keep] {
+            std::fs::remove_dir_all(dir)?;
+        }
+    }
+    Ok(())
+}
+
+/// The newest complete checkpoint folder of a run, if any.
+pub fn latest(run_dir: &Path) -> Result<Option<PathBuf>> {
+    let root = checkpoints_dir(run_dir);
+    let pointer = root.join("latest.json");
+    if !pointer.is_file() {
+        return Ok(None);
+    }
+    let latest: Latest = read_json(&pointer)?;
+    if latest.dir.contains('/') || latest.dir.contains("..") {
+        bail!(
+            "{} names an invalid folder `{}`",
+            pointer.display(),
+            latest.dir
+        );
+    }
+    let dir = root.join(&latest.dir);
+    if !dir.is_dir() {
+        bail!(
+            "{} points at {}, which does not exist",
+            pointer.display(),
+            dir.display()
+        );
+    }
+    Ok(Some(dir))
+}
+
+/// Reads a checkpoint folder.
+pub fn load(dir: &Path) -> Result<(CheckpointState, CheckpointTensors)> {
+    let state: CheckpointState = read_json(&dir.join("state.json"))?;
+    let weights = dir.join("weights.safetensors");
+    let named = Tensor::read_safetensors(&weights)
+        .with_context(|| format!("reading {}", weights.display()))?;
+    let mut tensors = CheckpointTensors {
+        params: Vec::new(),
+        buffers: Vec::new(),
+        momentum: Vec::new(),
+    };
+    for (name, tensor) in named {
+        if let Some(rest) = name.strip_prefix("param.") {
+            tensors.params.push((rest.to_string(), tensor));
+        } else if let Some(rest) = name.strip_prefix("buffer.") {
+            tensors.buffers.push((rest.to_string(), tensor));
+        } else if let Some(rest) = name.strip_prefix("momentum.") {
+            let parsed = rest
+                .split_once('.')
+                .and_then(|(g, i)| Some((g.parse::<u32>().ok()?, i.parse::<usize>().ok()?)));
+            let (group, index) = parsed.with_context(|| {
+                format!("{}: malformed tensor name `{name}`", weights.display())
+            })?;
+            tensors.momentum.push((group, index, tensor));
+        } else {
+            bail!("{}: unexpected tensor `{name}`", weights.display());
+        }
+    }
+    Ok((state, tensors))
+}
+
+/// Copies `saved` into `live` by name, checking that names and shapes match exactly.
+pub fn copy_into(
+    live: &[(String, Tensor)],
+    saved: &[(String, Tensor)],
+    what: &str,
+    source: &Path,
+) -> Result<()> {
+    let by_name: std::collections::HashMap<&str, &Tensor> =
+        saved.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    if by_name.len() != live.len() {
+        bail!(
+            "{}: checkpoint has {} {what}, the supernet has {}; was it written with another space config?",
+            source.display(),
+            by_name.len(),
+            live.len()
+        );
+    }
+    tch::no_grad(|| -> Result<()> {
+        for (name, tensor) in live {
+            let saved = by_name.get(name.as_str()).with_context(|| {
+                format!(
+                    "{}: {what} `{name}` is missing from the checkpoint",
+                    source.display()
+                )
+            })?;
+            if saved.size() != tensor.size() {
+                bail!(
+                    "{}: {what} `{name}` has shape {:?} in the checkpoint, {:?} in the supernet",
+                    source.display(),
+                    saved.size(),
+                    tensor.size()
+                );
+            }
+            tensor.shallow_clone().copy_(saved);
+        }
+        Ok(())
+    })
+}

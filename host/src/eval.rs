@@ -1,0 +1,148 @@
+//! Accuracy of one subnet under a batch-norm policy.
+//!
+//! Running BN statistics collected while many subnets share a BN layer fit none of them, so every
+//! evaluation names its policy, and every result records it:
+//! - `batch-stats`: each evaluation batch is normalised with its own statistics (NAS-Bench-201);
+//! - `recalibrate K`: reset the running statistics, forward K training batches in train mode
+//!   without gradients (cumulative average, as AttentiveNAS), then evaluate with them.
+
+use anyhow::{bail, Result};
+use nas_sdk::{Arch, ForwardOptions, SpaceClient};
+use serde::Serialize;
+use tch::{Kind, Tensor};
+
+use crate::data::{BatchSource, Split};
+use crate::plugins::Origin;
+
+/// How BN statistics are obtained for an evaluation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "policy", rename_all = "kebab-case")]
+pub enum BnPolicy {
+    /// Per-batch statistics.
+    BatchStats,
+    /// Recalibrated running statistics from `batches` training batches.
+    Recalibrate {
+        /// Training batches forwarded.
+        batches: usize,
+    },
+}
+
+impl BnPolicy {
+    /// Parses `batch-stats` or `recalibrate` (with `batches` calibration batches).
+    pub fn parse(name: &str, batches: usize) -> Result<Self> {
+        match name {
+            "batch-stats" => Ok(BnPolicy::BatchStats),
+            "recalibrate" if batches > 0 => Ok(BnPolicy::Recalibrate { batches }),
+            "recalibrate" => bail!("BN policy `recalibrate` needs at least 1 calibration batch"),
+            other => bail!("unknown BN policy `{other}`: use `batch-stats` or `recalibrate`"),
+        }
+    }
+}
+
+/// An evaluation result.
+#[derive(Clone, Debug, Serialize)]
+pub struct EvalResult {
+    /// Top-1 accuracy in percent.
+    pub accuracy: f64,
+    /// Mean cross-entropy.
+    pub loss: f64,
+    /// Examples evaluated.
+    pub examples: usize,
+    /// The BN policy used.
+    pub bn: BnPolicy,
+}
+
+/// Resets the space's BN running statistics (mean 0, variance 1).
+fn reset_running_stats(space: &SpaceClient, origin: &Origin) -> Result<()> {
+    let buffers = space.buffers().map_err(|e| origin.error("buffers", e))?;
+    tch::no_grad(|| {
+        for (name, buffer) in buffers {
+            let mut buffer = buffer;
+            if name.ends_with("running_var") {
+                let _ = buffer.fill_(1.0);
+            } else {
+                let _ = buffer.zero_();
+            }
+        }
+    });
+    Ok(())
+}
+
+/// Evaluates `arch` on `split` in batches of `batch_size`; `calibration` provides training batches
+/// for `recalibrate`.
+pub fn evaluate(
+    space: &SpaceClient,
+    origin: &Origin,
+    arch: &Arch,
+    split: &Split,
+    batch_size: usize,
+    policy: BnPolicy,
+    calibration: Option<(&Split, &mut BatchSource)>,
+) -> Result<EvalResult> {
+    if split.is_empty() {
+        bail!("the evaluation split is empty");
+    }
+    let options = match policy {
+        BnPolicy::BatchStats => ForwardOptions::BATCH_STATS,
+        BnPolicy::Recalibrate { batches } => {
+            let Some((train, source)) = calibration else {
+                bail!("BN recalibration needs the training split");
+            };
+            reset_running_stats(space, origin)?;
+            tch::no_grad(|| -> Result<()> {
+                for k in 0..batches {
+                    let (images, _) = source.batch(train, k as u64);
+                    let calibrate = ForwardOptions {
+                        train: false,
+                        bn: nas_sdk::BnMode::TrainUpdate,
+                        // Exact cumulative average of the K batches.
+                        bn_momentum: 1.0 / (k as f64 + 1.0),
+                    };
+                    let _ = space
+                        .forward(&images, arch, None, &calibrate)
+                        .map_err(|e| origin.error("forward", e))?;
+                }
+                Ok(())
+            })?;
+            ForwardOptions::EVAL
+        }
+    };
+    let mut correct = 0i64;
+    let mut loss_sum = 0.0;
+    let n = split.len();
+    tch::no_grad(|| -> Result<()> {
+        let mut start = 0;
+        while start < n {
+            let count = batch_size.min(n - start);
+            let (images, labels) = split.slice(start, count);
+            let logits = space
+                .forward(&images, arch, None, &options)
+                .map_err(|e| origin.error("forward", e))?;
+            let loss = logits.cross_entropy_for_logits(&labels);
+            loss_sum += loss.double_value(&[]) * count as f64;
+            correct += logits
+                .argmax(-1, false)
+                .eq_tensor(&labels)
+                .sum(Kind::Int64)
+                .int64_value(&[]);
+            start += count;
+        }
+        Ok(())
+    })?;
+    Ok(EvalResult {
+        accuracy: 100.0 * correct as f64 / n as f64,
+        loss: loss_sum / n as f64,
+        examples: n,
+        bn: policy,
+    })
+}
+
+/// Top-1 accuracy of logits against labels, in percent.
+pub fn accuracy(logits: &Tensor, labels: &Tensor) -> f64 {
+    let correct = logits
+        .argmax(-1, false)
+        .eq_tensor(labels)
+        .to_kind(Kind::Float)
+        .mean(Kind::Float);
+    100.0 * correct.double_value(&[])
+}

@@ -1,0 +1,28 @@
+//! The `nas` host: a pipeline of `cli -> config -> plugins -> trainer / eval -> outputs`.
+//!
+//! | module | concern |
+//! |---|---|
+//! | [`config`] | TOML run configuration, overrides, validation |
+//! | [`plugins`] | plugin discovery and the three load checks |
+//! | [`session`] | a space built from a plugin, and the host services plugins call |
+//! | [`data`] | datasets and seeded batch order |
+//! | [`optim`] | SGD with momentum groups, inactive-parameter rule, schedules, clipping |
+//! | [`trainer`] | the training loop |
+//! | [`checkpoint`] | atomic checkpoints and resume |
+//! | [`eval`] | BN policies and accuracy |
+//! | [`metrics`] | `metrics.jsonl` and plots |
+//! | [`commands`] | what each CLI subcommand does |
+
+pub mod bench;
+pub mod checkpoint;
+pub mod commands;
+pub mod config;
+pub mod data;
+pub mod device;
+pub mod eval;
+pub mod io;
+pub mod metrics;
+pub mod optim;
+pub mod plugins;
+pub mod session;
+pub mod trainer;

@@ -1,0 +1,180 @@
+//! `nas`: train, evaluate and measure weight-sharing supernets whose spaces and training policies
+//! are plugins. Run `nas --help` for the commands.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Args, Parser, Subcommand};
+use nas_host::commands;
+
+#[derive(Parser)]
+#[command(
+    name = "nas",
+    version,
+    about = "One-shot neural architecture search on libtorch, with plugin search spaces and training policies"
+)]
+struct Cli {
+    /// Extra folder to search for plugin libraries (repeatable; searched before NAS_PLUGIN_PATH
+    /// and the folder beside the nas binary).
+    #[arg(long = "plugin-path", global = true, value_name = "DIR")]
+    plugin_path: Vec<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone)]
+struct ConfigArgs {
+    /// TOML config file (defaults apply to everything it leaves out).
+    #[arg(long, short = 'c', value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Override a config value, e.g. --set train.epochs=2 --set space.config.channels=8.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a supernet.
+    Train {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Continue the run in this folder from its latest checkpoint (uses its config.toml).
+        #[arg(long, value_name = "RUN_DIR", conflicts_with = "config")]
+        resume: Option<PathBuf>,
+        /// Stop after this many steps of this invocation, writing a checkpoint (resume later with
+        /// --resume).
+        #[arg(long, value_name = "N")]
+        stop_after_steps: Option<u64>,
+    },
+    /// Evaluate subnets of a trained supernet on the test (or held-out) split.
+    Eval {
+        /// Run folder written by `nas train`.
+        #[arg(long, value_name = "RUN_DIR")]
+        run: PathBuf,
+        /// Arch in the space's text form or as a JSON list of choices (repeatable).
+        #[arg(long, required = true)]
+        arch: Vec<String>,
+        /// BN policy: batch-stats or recalibrate (default: the run's eval.bn).
+        #[arg(long)]
+        bn: Option<String>,
+        /// Training batches for `recalibrate` (default: the run's eval.calib_batches).
+        #[arg(long)]
+        calib_batches: Option<usize>,
+        /// Split: test or holdout.
+        #[arg(long, default_value = "test")]
+        split: String,
+    },
+    /// Exact MACs ("FLOPs") and parameters of a subnet.
+    Complexity {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Space name (default: the config's space.name).
+        #[arg(long)]
+        space: Option<String>,
+        /// Arch in the space's text form or as a JSON list of choices (repeatable).
+        #[arg(long, required = true)]
+        arch: Vec<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List or describe plugins on the search path.
+    Plugins {
+        #[command(subcommand)]
+        action: PluginsAction,
+    },
+    /// Print the resolved config (defaults + file + overrides) as TOML.
+    Config {
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// The main job on the built-in default: train an NB201 supernet on Fashion-MNIST with uniform
+    /// sampling, then evaluate a few subnets.
+    Demo {
+        /// Parent folder of the run folder.
+        #[arg(long, default_value = "runs")]
+        out_dir: PathBuf,
+        /// Run name.
+        #[arg(long, default_value = "demo")]
+        name: String,
+        /// Override a config value of the demo run.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+    },
+    /// Measure training speed (steps/s and host overhead) on synthetic data.
+    Bench {
+        #[command(flatten)]
+        options: commands::BenchOptions,
+    },
+}
+
+#[derive(Subcommand)]
+enum PluginsAction {
+    /// Every component found, with its library and versions.
+    List,
+    /// One component: versions, library, default config.
+    Show {
+        /// Component name (or path/to/lib.so:name).
+        name: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Train {
+            config,
+            resume,
+            stop_after_steps,
+        } => commands::train(
+            config.config.as_deref(),
+            &config.set,
+            resume.as_deref(),
+            stop_after_steps,
+            &cli.plugin_path,
+        ),
+        Command::Eval {
+            run,
+            arch,
+            bn,
+            calib_batches,
+            split,
+        } => commands::eval(
+            &run,
+            &arch,
+            bn.as_deref(),
+            calib_batches,
+            &split,
+            &cli.plugin_path,
+        ),
+        Command::Complexity {
+            config,
+            space,
+            arch,
+            json,
+        } => commands::complexity(
+            config.config.as_deref(),
+            &config.set,
+            space.as_deref(),
+            &arch,
+            json,
+            &cli.plugin_path,
+        ),
+        Command::Plugins { action } => match action {
+            PluginsAction::List => commands::plugins_list(&cli.plugin_path),
+            PluginsAction::Show { name } => commands::plugins_show(&name, &cli.plugin_path),
+        },
+        Command::Config { config } => commands::print_config(config.config.as_deref(), &config.set),
+        Command::Demo { out_dir, name, set } => {
+            commands::demo(&out_dir, &name, &set, &cli.plugin_path)
+        }
+        Command::Bench { options } => commands::bench(&options, &cli.plugin_path),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

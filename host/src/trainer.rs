@@ -1,0 +1,583 @@
+//! Supernet training: each step runs the sampler's plan (one or more forward/backward passes with
+//! accumulated gradients), then one optimizer update with the plan's momentum group and LR.
+
+use std::{
+    path::{Path, PathBuf},
+    rc::Rc,
+    time::Instant,
+};
+
+use anyhow::{bail, Context, Result};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use nas_sdk::{
+    Arch, ForwardOptions, HostContext, LossKind, LrOverride, PathArch, RunInfo, SamplerClient,
+    StepFeedback, StepInfo, StepPlan,
+};
+use serde::Serialize;
+use tch::{Device, Kind, Tensor};
+
+use crate::{
+    checkpoint::{self, CheckpointState, CheckpointTensors},
+    config::RunConfig,
+    data::{BatchSource, Dataset},
+    metrics::{self, MetricsWriter, PathRecord, StepRecord},
+    optim::{LrSchedule, Sgd},
+    plugins::Origin,
+    session::{Services, SharedCatalog, Space},
+};
+
+/// How a training invocation ends early.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StopPolicy {
+    /// Stop after this many steps in this invocation (writing a checkpoint), as a time-boxed job
+    /// would; `None` runs to the end.
+    pub after_steps: Option<u64>,
+}
+
+/// A training run in progress.
+pub struct Trainer {
+    config: RunConfig,
+    run_dir: PathBuf,
+    device: Device,
+    data: Dataset,
+    space: Rc<Space>,
+    sampler: SamplerClient,
+    sampler_origin: Origin,
+    params: Vec<(String, Tensor)>,
+    buffers: Vec<(String, Tensor)>,
+    optimizer: Sgd,
+    schedule: LrSchedule,
+    batches: BatchSource,
+    total_steps: u64,
+    steps_per_epoch: u64,
+    step: u64,
+    batches_consumed: u64,
+}
+
+/// Written to `<run>/run.json`: what produced the run.
+#[derive(Serialize)]
+struct RunManifest<'a> {
+    space: &'a Origin,
+    space_config: serde_json::Value,
+    sampler: &'a Origin,
+    data: &'a crate::data::DataInfo,
+    device: String,
+    total_steps: u64,
+    steps_per_epoch: u64,
+    sdk_version: &'a str,
+    libtorch_version: &'a str,
+}
+
+fn step_seed(seed: u64, step: u64) -> i64 {
+    // Derive libtorch's RNG seed per step so stochastic layers replay exactly after a resume.
+    use rand::RngCore;
+    (nas_sdk::rng::stream(seed, step, "torch").next_u64() >> 1) as i64
+}
+
+impl Trainer {
+    /// Prepares a run: loads data and plugins, builds the supernet, and (with `resume`) restores
+    /// the latest checkpoint of `run_dir`.
+    pub fn new(
+        config: RunConfig,
+        run_dir: PathBuf,
+        catalog: SharedCatalog,
+        device: Device,
+        resume: bool,
+    ) -> Result<Self> {
+        let data = Dataset::load(&config.data, config.run.seed, device)?;
+        let mut space = Space::create(
+            &catalog,
+            &config.space,
+            Some((data.channels, data.resolution, data.classes)),
+        )?;
+        tch::manual_seed(step_seed(config.run.seed, u64::MAX));
+        space.build(device)?;
+        let space = Rc::new(space);
+        let params = space.parameters()?;
+        let buffers = space.buffers()?;
+
+        let batches = BatchSource::new(data.train.len(), config.train.batch_size, config.run.seed)?;
+        let steps_per_epoch = batches.per_epoch();
+        let total_steps = if config.train.steps > 0 {
+            config.train.steps
+        } else {
+            config.train.epochs * steps_per_epoch
+        };
+        let schedule = LrSchedule::new(&config.optim, total_steps);
+        let optimizer = Sgd::new(
+            params.iter().map(|(_, t)| t.shallow_clone()).collect(),
+            &config.optim,
+        );
+
+        let (mut sampler, sampler_origin) = catalog
+            .borrow_mut()
+            .new_sampler(&config.sampler.name, &config.sampler.config_json())?;
+        let services = Services {
+            run_info: RunInfo {
+                seed: config.run.seed,
+                total_steps,
+                steps_per_epoch,
+                rank: 0,
+                world_size: 1,
+            },
+            space: space.clone(),
+            catalog: catalog.clone(),
+        };
+        sampler
+            .start(HostContext::from_services(services))
+            .map_err(|e| sampler_origin.error("start", e))?;
+
+        let mut trainer = Trainer {
+            config,
+            run_dir,
+            device,
+            data,
+            space,
+            sampler,
+            sampler_origin,
+            params,
+            buffers,
+            optimizer,
+            schedule,
+            batches,
+            total_steps,
+            steps_per_epoch,
+            step: 0,
+            batches_consumed: 0,
+        };
+        if resume {
+            trainer.restore()?;
+        }
+        Ok(trainer)
+    }
+
+    /// Total steps of the run.
+    pub fn total_steps(&self) -> u64 {
+        self.total_steps
+    }
+
+    /// The space.
+    pub fn space(&self) -> &Rc<Space> {
+        &self.space
+    }
+
+    /// The dataset.
+    pub fn data(&self) -> &Dataset {
+        &self.data
+    }
+
+    fn restore(&mut self) -> Result<()> {
+        let Some(dir) = checkpoint::latest(&self.run_dir)? else {
+            bail!(
+                "--resume: {} has no checkpoint yet (checkpoints/latest.json is missing)",
+                self.run_dir.display()
+            );
+        };
+        let (state, tensors) = checkpoint::load(&dir)?;
+        let hash = self.config.trajectory_hash();
+        if state.config_hash != hash {
+            bail!(
+                "--resume: the checkpoint in {} was written with another config (hash {} vs {}); resume with the run's own config.toml",
+                dir.display(),
+                state.config_hash,
+                hash
+            );
+        }
+        checkpoint::copy_into(&self.params, &tensors.params, "parameter", &dir)?;
+        checkpoint::copy_into(&self.buffers, &tensors.buffers, "buffer", &dir)?;
+        self.optimizer
+            .load_state(&state.momentum_groups, tensors.momentum)
+            .with_context(|| format!("restoring optimizer state from {}", dir.display()))?;
+        self.sampler
+            .load_state(&state.sampler_state)
+            .map_err(|e| self.sampler_origin.error("load_state", e))?;
+        self.step = state.step;
+        self.batches_consumed = state.batches_consumed;
+        Ok(())
+    }
+
+    fn save_checkpoint(&self) -> Result<PathBuf> {
+        let state = CheckpointState {
+            step: self.step,
+            batches_consumed: self.batches_consumed,
+            sampler_state: self
+                .sampler
+                .save_state()
+                .map_err(|e| self.sampler_origin.error("save_state", e))?,
+            momentum_groups: self.optimizer.group_ids(),
+            config_hash: self.config.trajectory_hash(),
+            sdk_version: nas_sdk::SDK_VERSION.to_string(),
+        };
+        let tensors = CheckpointTensors {
+            params: self
+                .params
+                .iter()
+                .map(|(n, t)| (n.clone(), t.shallow_clone()))
+                .collect(),
+            buffers: self
+                .buffers
+                .iter()
+                .map(|(n, t)| (n.clone(), t.shallow_clone()))
+                .collect(),
+            momentum: self.optimizer.state(),
+        };
+        checkpoint::save(
+            &self.run_dir,
+            &state,
+            &tensors,
+            self.config.train.keep_checkpoints,
+        )
+    }
+
+    fn write_run_files(&self) -> Result<()> {
+        crate::io::write_atomic(
+            &self.run_dir.join("config.toml"),
+            self.config.to_toml().as_bytes(),
+        )?;
+        let manifest = RunManifest {
+            space: &self.space.origin,
+            space_config: serde_json::from_str(&self.space.config_json).unwrap_or_default(),
+            sampler: &self.sampler_origin,
+            data: &self.data.info,
+            device: crate::device::name(self.device),
+            total_steps: self.total_steps,
+            steps_per_epoch: self.steps_per_epoch,
+            sdk_version: nas_sdk::SDK_VERSION,
+            libtorch_version: nas_sdk::LIBTORCH_VERSION,
+        };
+        crate::io::write_json_atomic(&self.run_dir.join("run.json"), &manifest)
+    }
+
+    fn check_plan(&self, plan: &StepPlan) -> Result<()> {
+        if plan.paths.is_empty() {
+            bail!(
+                "sampler `{}` planned step {} with no path",
+                self.sampler_origin.name,
+                self.step
+            );
+        }
+        for (k, path) in plan.paths.iter().enumerate() {
+            if let PathArch::Fixed(arch) = &path.arch {
+                arch.validate(&self.space.decisions).map_err(|msg| {
+                    anyhow::anyhow!(
+                        "sampler `{}` planned an invalid arch for path {k} of step {}: {msg}",
+                        self.sampler_origin.name,
+                        self.step
+                    )
+                })?;
+            }
+            if k == 0 && matches!(path.loss, LossKind::DistillFromFirst { .. }) {
+                bail!(
+                    "sampler `{}`: path 0 cannot distill from itself",
+                    self.sampler_origin.name
+                );
+            }
+            if !path.loss_scale.is_finite() {
+                bail!(
+                    "sampler `{}`: non-finite loss scale",
+                    self.sampler_origin.name
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs one step; returns its record and where its time went.
+    fn run_step(&mut self) -> Result<(StepRecord, StepTimings)> {
+        let started = Instant::now();
+        let mut timings = StepTimings::default();
+        let mut mark = Instant::now();
+        let mut lap = |slot: &mut f64| {
+            let now = Instant::now();
+            *slot += (now - mark).as_secs_f64();
+            mark = now;
+        };
+        let info = StepInfo {
+            step: self.step,
+            total_steps: self.total_steps,
+            epoch: self.step / self.steps_per_epoch,
+            steps_per_epoch: self.steps_per_epoch,
+        };
+        let plan = self
+            .sampler
+            .plan(&info)
+            .map_err(|e| self.sampler_origin.error("plan", e))?;
+        self.check_plan(&plan)?;
+        let scheduled = self.schedule.at(self.step);
+        let lr = match plan.lr {
+            LrOverride::Schedule => scheduled,
+            LrOverride::Scale(factor) => scheduled * factor,
+            LrOverride::Absolute(value) => value,
+        };
+        if !(lr.is_finite() && lr >= 0.0) {
+            bail!(
+                "step {}: learning rate {lr} is not a finite non-negative number",
+                self.step
+            );
+        }
+        tch::manual_seed(step_seed(self.config.run.seed, self.step));
+        lap(&mut timings.host);
+
+        let batch_count = plan.paths.iter().map(|p| p.batch).max().unwrap_or(0) as u64 + 1;
+        let batches: Vec<(Tensor, Tensor)> = (0..batch_count)
+            .map(|b| {
+                self.batches
+                    .batch(&self.data.train, self.batches_consumed + b)
+            })
+            .collect();
+        self.batches_consumed += batch_count;
+        lap(&mut timings.data);
+
+        self.optimizer.zero_grad();
+        lap(&mut timings.optimizer);
+        let mut active: Vec<usize> = Vec::new();
+        let mut teacher: Option<Tensor> = None;
+        let mut records = Vec::new();
+        let mut archs = Vec::new();
+        let mut losses = Vec::new();
+        let mut images = 0usize;
+        for (k, path) in plan.paths.iter().enumerate() {
+            let arch: Arch = match &path.arch {
+                PathArch::Fixed(arch) => arch.clone(),
+                PathArch::Generate { .. } => bail!(
+                    "sampler `{}` asked for a generated arch, but this run configures no generator",
+                    self.sampler_origin.name
+                ),
+            };
+            let (inputs, labels) = &batches[path.batch as usize];
+            images += labels.size()[0] as usize;
+            let options = ForwardOptions {
+                train: path.regularize,
+                ..ForwardOptions::TRAIN
+            };
+            lap(&mut timings.host);
+            let logits = self
+                .space
+                .client
+                .forward(inputs, &arch, None, &options)
+                .map_err(|e| self.space.origin.error("forward", e))?;
+            let loss = match path.loss {
+                LossKind::Labels { label_smoothing } => logits.cross_entropy_loss::<Tensor>(
+                    labels,
+                    None,
+                    tch::Reduction::Mean,
+                    -100,
+                    label_smoothing,
+                ),
+                LossKind::DistillFromFirst { temperature } => {
+                    let teacher = teacher
+                        .as_ref()
+                        .context("distillation without a teacher path")?;
+                    let t = temperature.max(1e-6);
+                    let target = (teacher / t).softmax(-1, Kind::Float);
+                    -(target * (&logits / t).log_softmax(-1, Kind::Float))
+                        .sum_dim_intlist([-1i64].as_slice(), false, Kind::Float)
+                        .mean(Kind::Float)
+                }
+            };
+            let value = loss.double_value(&[]);
+            if !value.is_finite() {
+                bail!(
+                    "training diverged at step {} (path {k} loss is {value}); lower optim.lr or enable clipping (optim.clip)",
+                    self.step
+                );
+            }
+            (&loss * path.loss_scale).backward();
+            if k == 0 {
+                teacher = Some(logits.detach());
+            }
+            lap(&mut timings.compute);
+            active.extend(
+                self.space
+                    .client
+                    .active_parameters(&arch)
+                    .map_err(|e| self.space.origin.error("active_parameters", e))?,
+            );
+            let complexity = self
+                .space
+                .complexity(&arch)
+                .map_err(|e| self.space.origin.error("complexity", e))?;
+            records.push(PathRecord {
+                arch: self.space.arch_text(&arch)?,
+                loss: value,
+                macs: complexity.macs,
+                params: complexity.params,
+            });
+            archs.push(arch);
+            losses.push(value);
+        }
+        active.sort_unstable();
+        active.dedup();
+        lap(&mut timings.host);
+        let grad_norm = self.optimizer.step(&active, plan.momentum_group, lr);
+        lap(&mut timings.optimizer);
+
+        self.sampler
+            .observe(&StepFeedback {
+                step: self.step,
+                archs: archs.into(),
+                losses: losses.clone().into(),
+                lr,
+            })
+            .map_err(|e| self.sampler_origin.error("observe", e))?;
+        let elapsed = started.elapsed().as_secs_f64().max(1e-9);
+        let record = StepRecord {
+            step: self.step,
+            epoch: info.epoch,
+            lr,
+            loss: losses.iter().sum::<f64>() / losses.len() as f64,
+            momentum_group: plan.momentum_group,
+            grad_norm,
+            images_per_s: images as f64 / elapsed,
+            paths: records,
+        };
+        self.step += 1;
+        lap(&mut timings.host);
+        timings.total = started.elapsed().as_secs_f64();
+        Ok((record, timings))
+    }
+
+    /// Runs `steps` steps without writing anything (for `nas bench`); returns their timings.
+    pub fn bench_steps(&mut self, steps: u64) -> Result<Vec<StepTimings>> {
+        (0..steps)
+            .map(|_| self.run_step().map(|(_, t)| t))
+            .collect()
+    }
+
+    /// Trains to the end (or until `stop` says so); writes metrics, checkpoints and plots.
+    pub fn run(&mut self, stop: StopPolicy, show_progress: bool) -> Result<TrainSummary> {
+        std::fs::create_dir_all(&self.run_dir)
+            .with_context(|| format!("creating run folder {}", self.run_dir.display()))?;
+        self.write_run_files()?;
+        let metrics_path = self.run_dir.join("metrics.jsonl");
+        let mut metrics = MetricsWriter::open(&metrics_path, self.step)?;
+
+        let start_step = self.step;
+        let bar = progress_bar(self.total_steps, start_step, show_progress);
+        let started = Instant::now();
+        let mut last_loss = f64::NAN;
+        let mut recent_images = 0.0;
+        let every = self.config.train.checkpoint_every;
+        let log_every = (self.total_steps / 20).max(1);
+        while self.step < self.total_steps {
+            if let Some(limit) = stop.after_steps {
+                if self.step - start_step >= limit {
+                    break;
+                }
+            }
+            let (record, _) = self.run_step()?;
+            metrics.write(&record)?;
+            last_loss = record.loss;
+            recent_images += record.images_per_s;
+            bar.set_position(self.step);
+            bar.set_message(format!(
+                "loss {:.4}  lr {:.4}  {:.0} img/s",
+                record.loss, record.lr, record.images_per_s
+            ));
+            if bar.is_hidden()
+                && (self.step.is_multiple_of(log_every) || self.step == self.total_steps)
+            {
+                eprintln!(
+                    "step {}/{}  loss {:.4}  lr {:.5}  {:.0} img/s",
+                    self.step, self.total_steps, record.loss, record.lr, record.images_per_s
+                );
+            }
+            if every > 0 && self.step.is_multiple_of(every) && self.step < self.total_steps {
+                metrics.flush()?;
+                self.save_checkpoint()?;
+            }
+        }
+        bar.finish_and_clear();
+        metrics.flush()?;
+        let checkpoint = self.save_checkpoint()?;
+        let records = metrics::read(&metrics_path)?;
+        metrics::plot_loss(&records, &self.run_dir.join("plots/loss.svg"))?;
+        let steps_run = self.step - start_step;
+        Ok(TrainSummary {
+            run_dir: self.run_dir.clone(),
+            checkpoint,
+            steps_run,
+            step: self.step,
+            total_steps: self.total_steps,
+            final_loss: last_loss,
+            seconds: started.elapsed().as_secs_f64(),
+            mean_images_per_s: if steps_run > 0 {
+                recent_images / steps_run as f64
+            } else {
+                0.0
+            },
+        })
+    }
+}
+
+fn progress_bar(total: u64, position: u64, show: bool) -> ProgressBar {
+    let target = if show {
+        ProgressDrawTarget::stderr()
+    } else {
+        ProgressDrawTarget::hidden()
+    };
+    let bar = ProgressBar::with_draw_target(Some(total), target);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} step {pos}/{len} {wide_bar} {msg} [{elapsed_precise} < {eta_precise}]",
+        )
+        .expect("valid template"),
+    );
+    bar.set_position(position);
+    bar
+}
+
+/// Where one step's wall time went, in seconds.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct StepTimings {
+    /// Host code: planning, checks, bookkeeping, metrics (no libtorch kernels of note).
+    pub host: f64,
+    /// Gathering the step's batches.
+    pub data: f64,
+    /// Forward, loss and backward passes (libtorch kernels, through the space plugin).
+    pub compute: f64,
+    /// Zeroing gradients and the optimizer update.
+    pub optimizer: f64,
+    /// The whole step.
+    pub total: f64,
+}
+
+/// What a training invocation did.
+#[derive(Debug, Serialize)]
+pub struct TrainSummary {
+    /// The run folder.
+    pub run_dir: PathBuf,
+    /// The checkpoint written at the end.
+    pub checkpoint: PathBuf,
+    /// Steps run by this invocation.
+    pub steps_run: u64,
+    /// Steps completed in total.
+    pub step: u64,
+    /// Steps of the whole run.
+    pub total_steps: u64,
+    /// Loss of the last step.
+    pub final_loss: f64,
+    /// Wall time of this invocation.
+    pub seconds: f64,
+    /// Mean training throughput.
+    pub mean_images_per_s: f64,
+}
+
+/// The run folder for `config`.
+pub fn run_dir(config: &RunConfig) -> PathBuf {
+    config.run.out_dir.join(&config.run.name)
+}
+
+/// Loads a run folder's latest checkpoint weights into a freshly built space.
+pub fn load_weights(space: &Space, run_dir: &Path) -> Result<PathBuf> {
+    let dir = checkpoint::latest(run_dir)?.with_context(|| {
+        format!(
+            "{} has no checkpoint (train it with `nas train` first)",
+            run_dir.display()
+        )
+    })?;
+    let (_, tensors) = checkpoint::load(&dir)?;
+    checkpoint::copy_into(&space.parameters()?, &tensors.params, "parameter", &dir)?;
+    checkpoint::copy_into(&space.buffers()?, &tensors.buffers, "buffer", &dir)?;
+    Ok(dir)
+}
