@@ -26,10 +26,9 @@ else
     else
         step "libtorch: torch 2.13.0 already in $venv"
     fi
-    # torch-sys finds libtorch through this interpreter.
-    export PATH="$venv/bin:$PATH"
-    export LIBTORCH_USE_PYTORCH=1
 fi
+# torch-sys finds libtorch through $LIBTORCH or the virtualenv's interpreter.
+source "$root/scripts/env.sh"
 
 # --- Fashion-MNIST ----------------------------------------------------------------------------
 data="$root/data/fashion-mnist"

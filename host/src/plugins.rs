@@ -418,11 +418,12 @@ impl Origin {
     /// An error from a call into this component, naming the plugin and the method.
     pub fn error(&self, method: &str, err: PluginError) -> anyhow::Error {
         match err.kind {
+            // The SDK's guard already names the component and the method that panicked.
             nas_sdk::ErrorKind::Panic => anyhow::anyhow!(
-                "plugin {} `{}` ({}) panicked in {method}: {}",
+                "plugin {} ({} `{}`): {}",
+                self.library.display(),
                 self.kind,
                 self.name,
-                self.library.display(),
                 err.message
             ),
             _ => anyhow::anyhow!(

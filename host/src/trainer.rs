@@ -465,7 +465,24 @@ impl Trainer {
                     break;
                 }
             }
-            let (record, _) = self.run_step()?;
+            let (record, _) = match self.run_step() {
+                Ok(done) => done,
+                Err(err) => {
+                    bar.abandon();
+                    metrics.flush()?;
+                    let kept = match checkpoint::latest(&self.run_dir) {
+                        Ok(Some(dir)) => format!(
+                            "the last checkpoint is {} (continue with `nas train --resume {}`)",
+                            dir.display(),
+                            self.run_dir.display()
+                        ),
+                        _ => "no checkpoint was written yet".to_string(),
+                    };
+                    return Err(
+                        err.context(format!("training stopped at step {}; {kept}", self.step))
+                    );
+                }
+            };
             metrics.write(&record)?;
             last_loss = record.loss;
             recent_images += record.images_per_s;

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Sets up a fresh machine (scripts/setup.sh: libtorch, Fashion-MNIST, release build), installs the
+# PyTorch peer used by the learning test (PyPI xautodl, without its pinned dependencies), then
+# runs formatting and lint checks and every test of the workspace.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+source scripts/env.sh
+
+if [[ -x .venv/bin/python ]] && ! .venv/bin/python -c 'import xautodl' 2>/dev/null; then
+    echo "== peer: installing xautodl (--no-deps) for the PyTorch comparison test"
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps xautodl==1.0.0
+fi
+
+echo "== checks: cargo fmt, cargo clippy"
+cargo fmt --all -- --check
+cargo clippy --release --workspace --all-targets --quiet -- -D warnings
+
+echo "== tests"
+# The integration tests drive the built binary, plugins and fixture plugins.
+cargo build --release --workspace --examples --quiet
+cargo test --release --workspace

@@ -1,0 +1,107 @@
+//! The CLI end to end: plugin listing, complexity against the benchmark's official records, and
+//! config errors that name what is wrong.
+
+use nas_tests::*;
+
+#[test]
+fn plugins_list_shows_the_built_in_components() {
+    let stdout = run_ok(nas().args(["plugins", "list"]));
+    assert!(stdout.contains("nb201"), "{stdout}");
+    assert!(stdout.contains("uniform"), "{stdout}");
+    let stdout = run_ok(nas().args(["plugins", "show", "nb201"]));
+    assert!(stdout.contains("\"channels\": 16"), "{stdout}");
+}
+
+#[test]
+fn complexity_reproduces_official_records_of_archs_0_11_284() {
+    // NATS-Bench tss official records (../shared/data/nas-bench-201/), CIFAR-10.
+    let records = [
+        ("|avg_pool_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|nor_conv_1x1~0|skip_connect~1|skip_connect~2|", 15.64737, 0.129306),
+        ("|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|none~0|nor_conv_3x3~1|avg_pool_3x3~2|", 113.95137, 0.802426),
+        ("|skip_connect~0|+|skip_connect~0|skip_connect~1|+|none~0|nor_conv_1x1~1|none~2|", 11.71521, 0.101306),
+    ];
+    let mut command = nas();
+    command.args(["complexity", "--space", "nb201", "--json"]);
+    for (arch, ..) in &records {
+        command.args(["--arch", arch]);
+    }
+    let stdout = run_ok(&mut command);
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&stdout).unwrap();
+    for ((arch, mflops, mparams), row) in records.iter().zip(&rows) {
+        assert_eq!(row["arch"].as_str().unwrap(), *arch);
+        let macs = row["macs"].as_u64().unwrap() as f64 / 1e6;
+        let params = row["params"].as_u64().unwrap() as f64 / 1e6;
+        assert!((macs - mflops).abs() < 1e-5, "{arch}: {macs} vs {mflops}");
+        assert!(
+            (params - mparams).abs() < 1e-5,
+            "{arch}: {params} vs {mparams}"
+        );
+    }
+}
+
+#[test]
+fn config_errors_name_the_field_and_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.toml");
+    std::fs::write(&file, "[train]\nepocs = 2\n").unwrap();
+    let (output, _, stderr) = run(nas().args(["config", "--config"]).arg(&file));
+    assert!(!output.status.success());
+    assert!(stderr.contains("epocs"), "{stderr}");
+    assert!(stderr.contains("bad.toml"), "{stderr}");
+
+    let (output, _, stderr) =
+        run(nas().args(["complexity", "--space", "nb201", "--arch", "|conv~0|"]));
+    assert!(!output.status.success());
+    assert!(stderr.contains("cannot parse arch"), "{stderr}");
+
+    let (output, _, stderr) = run(nas().args(["complexity", "--space", "nb301", "--arch", "[0]"]));
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("no space named `nb301`") && stderr.contains("nb201"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn demo_runs_end_to_end_on_synthetic_data() {
+    let out = tempfile::tempdir().unwrap();
+    let stdout = run_ok(nas().args(["demo", "--out-dir"]).arg(out.path()).args([
+        "--set",
+        "data.dataset=synthetic",
+        "--set",
+        "data.synthetic_train=256",
+        "--set",
+        "data.synthetic_test=64",
+        "--set",
+        "space.config.channels=4",
+        "--set",
+        "train.progress=false",
+    ]));
+    assert!(stdout.contains("evaluating 5 subnets"), "{stdout}");
+    let run_dir = out.path().join("demo");
+    for file in [
+        "config.toml",
+        "run.json",
+        "metrics.jsonl",
+        "plots/loss.svg",
+        "checkpoints/latest.json",
+    ] {
+        assert!(run_dir.join(file).is_file(), "{file} missing");
+    }
+    let evals: Vec<_> = std::fs::read_dir(run_dir.join("eval")).unwrap().collect();
+    assert_eq!(evals.len(), 1);
+}
+
+#[test]
+fn example_configs_are_valid() {
+    let dir = repo_root().join("examples/configs");
+    let mut count = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            run_ok(nas().args(["config", "--config"]).arg(&path));
+            count += 1;
+        }
+    }
+    assert!(count >= 2, "expected example configs in {}", dir.display());
+}

@@ -1,0 +1,128 @@
+//! Acceptance: a run interrupted after N steps and resumed for N more gives exactly the loss
+//! sequence and final weights (and optimizer state) of a straight 2N-step run.
+
+use std::{path::Path, process::Command, time::Duration};
+
+use nas_host::metrics::{self, StepRecord};
+use nas_tests::*;
+
+fn train(out: &Path, name: &str, extra: &[&str]) -> Command {
+    let mut command = nas();
+    command.arg("train").args(small_run_args(out, name));
+    for item in extra {
+        command.args(["--set", item]);
+    }
+    command
+}
+
+fn assert_same_run(a: &Path, b: &Path) {
+    let ma: Vec<StepRecord> = metrics::read(&a.join("metrics.jsonl")).unwrap();
+    let mb: Vec<StepRecord> = metrics::read(&b.join("metrics.jsonl")).unwrap();
+    assert_eq!(ma.len(), mb.len(), "different number of logged steps");
+    for (ra, rb) in ma.iter().zip(&mb) {
+        assert_eq!(ra.step, rb.step);
+        assert_eq!(
+            ra.paths[0].arch, rb.paths[0].arch,
+            "step {}: different arch",
+            ra.step
+        );
+        assert_eq!(ra.lr, rb.lr, "step {}: different lr", ra.step);
+        assert_eq!(
+            ra.loss, rb.loss,
+            "step {}: loss {} vs {}",
+            ra.step, ra.loss, rb.loss
+        );
+    }
+    let ta = read_tensors(&latest_checkpoint(a).join("weights.safetensors"));
+    let tb = read_tensors(&latest_checkpoint(b).join("weights.safetensors"));
+    assert_eq!(ta.keys().collect::<Vec<_>>(), tb.keys().collect::<Vec<_>>());
+    assert!(
+        ta.keys().any(|k| k.starts_with("momentum.")),
+        "optimizer state is checkpointed"
+    );
+    for (name, tensor) in &ta {
+        assert!(tensor.equal(&tb[name]), "{name} differs");
+    }
+}
+
+#[test]
+fn stopping_and_resuming_replays_the_straight_run_exactly() {
+    let out = tempfile::tempdir().unwrap();
+    let common = ["train.steps=24", "train.checkpoint_every=6"];
+    run_ok(&mut train(out.path(), "straight", &common));
+
+    run_ok(train(out.path(), "split", &common).args(["--stop-after-steps", "12"]));
+    let split = out.path().join("split");
+    assert!(latest_checkpoint(&split).ends_with("step-00000012"));
+    run_ok(
+        nas()
+            .args(["train", "--resume"])
+            .arg(&split)
+            .args(["--set", "train.progress=false"]),
+    );
+    assert_same_run(&out.path().join("straight"), &split);
+}
+
+#[test]
+fn a_killed_run_resumes_from_its_last_checkpoint_to_the_same_result() {
+    let out = tempfile::tempdir().unwrap();
+    let common = [
+        "train.steps=80",
+        "train.checkpoint_every=5",
+        "data.synthetic_resolution=32",
+        "data.synthetic_train=2048",
+        "space.config.channels=8",
+        "train.batch_size=64",
+    ];
+    run_ok(&mut train(out.path(), "straight", &common));
+
+    let killed = out.path().join("killed");
+    let mut child = train(out.path(), "killed", &common).spawn().unwrap();
+    let pointer = killed.join("checkpoints/latest.json");
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while !pointer.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint appeared"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let finished_early = child.try_wait().unwrap().is_some();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        !finished_early,
+        "the run finished before it could be killed; make it longer"
+    );
+    let interrupted_at = latest_checkpoint(&killed);
+    assert!(
+        !interrupted_at.ends_with("step-00000080"),
+        "{}",
+        interrupted_at.display()
+    );
+
+    run_ok(
+        nas()
+            .args(["train", "--resume"])
+            .arg(&killed)
+            .args(["--set", "train.progress=false"]),
+    );
+    assert_same_run(&out.path().join("straight"), &killed);
+}
+
+#[test]
+fn resuming_with_another_config_is_refused() {
+    let out = tempfile::tempdir().unwrap();
+    run_ok(train(out.path(), "run", &["train.steps=4"]).args(["--stop-after-steps", "2"]));
+    let run_dir = out.path().join("run");
+    let (output, _, stderr) = run(nas()
+        .args(["train", "--resume"])
+        .arg(&run_dir)
+        .args(["--set", "optim.lr=0.5"]));
+    assert!(!output.status.success());
+    assert!(stderr.contains("another config"), "{stderr}");
+    // Starting a new run over a trained one is refused too.
+    let (output, _, stderr) = run(&mut train(out.path(), "run", &["train.steps=4"]));
+    assert!(!output.status.success());
+    assert!(stderr.contains("--resume"), "{stderr}");
+}
