@@ -19,4 +19,4 @@ cargo clippy --release --workspace --all-targets --quiet -- -D warnings
 echo "== tests"
 # The integration tests drive the built binary, plugins and fixture plugins.
 cargo build --release --workspace --examples --quiet
-cargo test --release --workspace
+cargo test --release --workspace -- --show-output

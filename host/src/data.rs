@@ -461,6 +461,47 @@ mod tests {
     }
 
     #[test]
+    fn cifar10_binary_batches_load_with_labels_and_pixels_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        const RECORD: usize = 1 + 3 * 32 * 32;
+        let write = |name: &str, labels: &[u8]| {
+            let mut bytes = Vec::new();
+            for &label in labels {
+                bytes.push(label);
+                // Red channel = label * 10, green = 0, blue = 255.
+                bytes.extend(std::iter::repeat_n(label * 10, 1024));
+                bytes.extend(std::iter::repeat_n(0u8, 1024));
+                bytes.extend(std::iter::repeat_n(255u8, 1024));
+            }
+            assert_eq!(bytes.len(), labels.len() * RECORD);
+            std::fs::write(dir.path().join(name), bytes).unwrap();
+        };
+        for i in 1..=5 {
+            write(&format!("data_batch_{i}.bin"), &[i as u8, 9 - i as u8]);
+        }
+        write("test_batch.bin", &[0, 1, 2]);
+        let section = DataSection {
+            dataset: "cifar10".into(),
+            path: dir.path().to_path_buf(),
+            ..DataSection::default()
+        };
+        let data = Dataset::load(&section, 0, Device::Cpu).unwrap();
+        assert_eq!((data.train.len(), data.test.len()), (10, 3));
+        assert_eq!((data.channels, data.resolution, data.classes), (3, 32, 10));
+        assert_eq!(data.train.labels.int64_value(&[2]), 2);
+        // Pixel (channel 0) of train example 2 (label 2 -> 20/255), normalised.
+        let expected = (20.0 / 255.0 - CIFAR_MEAN[0]) / CIFAR_STD[0];
+        let got = data.train.images.double_value(&[2, 0, 5, 7]);
+        assert!((got - expected).abs() < 1e-5, "{got} vs {expected}");
+        let blue = (1.0 - CIFAR_MEAN[2]) / CIFAR_STD[2];
+        assert!((data.test.images.double_value(&[1, 2, 31, 0]) - blue).abs() < 1e-5);
+
+        std::fs::write(dir.path().join("test_batch.bin"), b"short").unwrap();
+        let err = Dataset::load(&section, 0, Device::Cpu).err().unwrap();
+        assert!(format!("{err:#}").contains("test_batch.bin"), "{err:#}");
+    }
+
+    #[test]
     fn missing_dataset_names_the_places_tried() {
         let section = DataSection {
             dataset: "cifar10".into(),
