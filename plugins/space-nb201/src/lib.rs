@@ -202,6 +202,42 @@ struct Edge {
 /// A searchable cell: 6 edges.
 struct Cell {
     edges: Vec<Edge>,
+    pool: AvgPool3x3,
+}
+
+/// `avg_pool_3x3` (stride 1, padding 1, `count_include_pad = false`) computed exactly as a
+/// depthwise convolution with a ones kernel (the 3x3 window sums) times a precomputed map of
+/// 1 / (number of in-image pixels per window). libtorch's CPU `avg_pool2d` with
+/// `count_include_pad = false` is several times slower, forward and backward, on these shapes.
+struct AvgPool3x3 {
+    /// `[c, 1, 3, 3]` ones.
+    kernel: Tensor,
+    /// `[1, 1, h, w]`: 1/9 inside, 1/6 on edges, 1/4 in corners.
+    inverse_count: Tensor,
+    channels: i64,
+}
+
+impl AvgPool3x3 {
+    fn new(channels: i64, size: i64, device: Device) -> Self {
+        let ones = Tensor::ones([1, 1, size, size], (Kind::Float, device));
+        let count = ones.avg_pool2d([3, 3], [1, 1], [1, 1], false, true, Some(1));
+        AvgPool3x3 {
+            kernel: Tensor::ones([channels, 1, 3, 3], (Kind::Float, device)),
+            inverse_count: count.reciprocal(),
+            channels,
+        }
+    }
+
+    fn forward(&self, x: &Tensor) -> Tensor {
+        x.conv2d(
+            &self.kernel,
+            None::<Tensor>,
+            [1, 1],
+            [1, 1],
+            [1, 1],
+            self.channels,
+        ) * &self.inverse_count
+    }
 }
 
 /// The residual reduction block between stages.
@@ -418,7 +454,7 @@ impl SearchSpace for Nb201Space {
 
         let mut layers = Vec::new();
         let stages = cfg.stages();
-        for (stage, &(channels, _)) in stages.iter().enumerate() {
+        for (stage, &(channels, size)) in stages.iter().enumerate() {
             for _ in 0..cfg.cells_per_stage {
                 let index = layers.len();
                 let edges = EDGES
@@ -443,7 +479,8 @@ impl SearchSpace for Nb201Space {
                         Edge { conv1x1, conv3x3 }
                     })
                     .collect();
-                layers.push(Layer::Cell(Cell { edges }));
+                let pool = AvgPool3x3::new(channels, size, device);
+                layers.push(Layer::Cell(Cell { edges, pool }));
             }
             if stage + 1 < stages.len() {
                 let index = layers.len();
@@ -557,7 +594,13 @@ impl SearchSpace for Nb201Space {
         let ops = arch.choices();
         let plan = CellPlan::new(ops);
 
-        let mut x = net.stem_bn.forward(&net.stem_conv.forward(input), options);
+        // Channels-last strides (NHWC in memory, NCHW shape): libtorch's CPU kernels for these
+        // convolutions, batch norms and pooling run markedly faster on it; every op keeps it.
+        let input = input
+            .permute([0, 2, 3, 1])
+            .contiguous()
+            .permute([0, 3, 1, 2]);
+        let mut x = net.stem_bn.forward(&net.stem_conv.forward(&input), options);
         for layer in &net.layers {
             x = match layer {
                 Layer::Reduction(block) => block.forward(&x, options),
@@ -581,9 +624,7 @@ impl SearchSpace for Nb201Space {
                                 SKIP => source,
                                 CONV1 => edge.conv1x1.forward(&source, options),
                                 CONV3 => edge.conv3x3.forward(&source, options),
-                                POOL => {
-                                    source.avg_pool2d([3, 3], [1, 1], [1, 1], false, false, None)
-                                }
+                                POOL => cell.pool.forward(&source),
                                 _ => unreachable!("none edges are never computed"),
                             };
                             if let Some(gates) = gates {

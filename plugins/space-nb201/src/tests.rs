@@ -135,7 +135,12 @@ fn reference_forward(
 ) -> Tensor {
     let net = space.net().unwrap();
     let ops = arch.choices();
-    let mut x = net.stem_bn.forward(&net.stem_conv.forward(input), options);
+    // Same memory layout as the space's forward, so only the pruning differs.
+    let input = input
+        .permute([0, 2, 3, 1])
+        .contiguous()
+        .permute([0, 3, 1, 2]);
+    let mut x = net.stem_bn.forward(&net.stem_conv.forward(&input), options);
     for layer in &net.layers {
         x = match layer {
             Layer::Reduction(block) => block.forward(&x, options),
