@@ -25,6 +25,9 @@ pub struct CheckpointState {
     pub sampler_state: String,
     /// Momentum groups that exist.
     pub momentum_groups: Vec<u32>,
+    /// Optimizer updates applied so far (one per step).
+    #[serde(default)]
+    pub optimizer_updates: u64,
     /// Hash of the trajectory-relevant config.
     pub config_hash: String,
     /// nas-sdk version of the host that wrote it.

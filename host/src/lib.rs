@@ -9,6 +9,7 @@
 //! | [`optim`] | SGD with momentum groups, inactive-parameter rule, schedules, clipping |
 //! | [`trainer`] | the training loop |
 //! | [`checkpoint`] | atomic checkpoints and resume |
+//! | [`loss`] | per-path losses (labels, distillation) |
 //! | [`eval`] | BN policies and accuracy |
 //! | [`metrics`] | `metrics.jsonl` and plots |
 //! | [`commands`] | what each CLI subcommand does |
@@ -21,6 +22,7 @@ pub mod data;
 pub mod device;
 pub mod eval;
 pub mod io;
+pub mod loss;
 pub mod metrics;
 pub mod optim;
 pub mod plugins;

@@ -15,6 +15,8 @@ use serde::{Deserialize, Serialize};
 pub struct PathRecord {
     /// The arch in the space's text form.
     pub arch: String,
+    /// Its choice indices.
+    pub choices: Vec<u32>,
     /// Unscaled loss.
     pub loss: f64,
     /// MACs of the arch.
@@ -173,6 +175,72 @@ pub fn plot_loss(records: &[StepRecord], out: &Path) -> Result<()> {
             .background_style(WHITE.mix(0.8))
             .border_style(BLACK)
             .draw()?;
+        root.present()?;
+    }
+    std::fs::rename(&temp, out).with_context(|| format!("writing {}", out.display()))?;
+    Ok(())
+}
+
+/// Histograms of the parameter counts of the subnets trained in each quarter of the run (one
+/// panel per phase), as an SVG: how a training policy spreads its training over complexity.
+pub fn plot_complexity_phases(records: &[StepRecord], out: &Path) -> Result<()> {
+    let values: Vec<(u64, f64)> = records
+        .iter()
+        .flat_map(|r| r.paths.iter().map(move |p| (r.step, p.params as f64 / 1e6)))
+        .collect();
+    if values.is_empty() {
+        return Ok(());
+    }
+    if let Some(parent) = out.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let first = records.first().map(|r| r.step).unwrap_or(0);
+    let last = records.last().map(|r| r.step).unwrap_or(0);
+    let phases = 4usize.min(records.len()).max(1);
+    let span = (last - first + 1) as f64 / phases as f64;
+    let (low, high) = values
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &(_, v)| {
+            (lo.min(v), hi.max(v))
+        });
+    let bins = 24usize;
+    let width = ((high - low) / bins as f64).max(1e-9);
+    let mut counts = vec![vec![0u32; bins]; phases];
+    for &(step, value) in &values {
+        let phase = (((step - first) as f64 / span) as usize).min(phases - 1);
+        let bin = (((value - low) / width) as usize).min(bins - 1);
+        counts[phase][bin] += 1;
+    }
+    let max_count = counts.iter().flatten().copied().max().unwrap_or(1).max(1);
+    let temp = crate::io::temp_path(out).with_extension("svg");
+    {
+        let root = SVGBackend::new(&temp, (800, 180 * phases as u32 + 40)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let (title, body) = root.split_vertically(40);
+        title.draw(&Text::new(
+            "parameters (M) of the trained subnets, per quarter of training",
+            (12, 12),
+            ("sans-serif", 20),
+        ))?;
+        for (phase, area) in body.split_evenly((phases, 1)).iter().enumerate() {
+            let from = first as f64 + phase as f64 * span;
+            let to = from + span - 1.0;
+            let mut chart = ChartBuilder::on(area)
+                .caption(format!("steps {:.0}-{:.0}", from, to), ("sans-serif", 14))
+                .margin(6)
+                .x_label_area_size(24)
+                .y_label_area_size(48)
+                .build_cartesian_2d(low..(low + width * bins as f64), 0u32..max_count + 1)?;
+            chart
+                .configure_mesh()
+                .disable_x_mesh()
+                .y_desc("paths")
+                .draw()?;
+            chart.draw_series(counts[phase].iter().enumerate().map(|(bin, &count)| {
+                let x0 = low + bin as f64 * width;
+                Rectangle::new([(x0, 0), (x0 + width, count)], BLUE.mix(0.6).filled())
+            }))?;
+        }
         root.present()?;
     }
     std::fs::rename(&temp, out).with_context(|| format!("writing {}", out.display()))?;

@@ -74,6 +74,7 @@ pub struct Sgd {
     clip_value: f64,
     /// `groups[g][i]`: momentum buffer of parameter `i` in group `g` (None until first used).
     groups: BTreeMap<u32, Vec<Option<Tensor>>>,
+    updates: u64,
 }
 
 impl Sgd {
@@ -88,6 +89,7 @@ impl Sgd {
             clip: optim.clip,
             clip_value: optim.clip_value,
             groups: BTreeMap::new(),
+            updates: 0,
         }
     }
 
@@ -99,6 +101,16 @@ impl Sgd {
     /// Whether there are no parameters.
     pub fn is_empty(&self) -> bool {
         self.params.is_empty()
+    }
+
+    /// Updates applied so far.
+    pub fn updates(&self) -> u64 {
+        self.updates
+    }
+
+    /// Restores the update count from a checkpoint.
+    pub fn set_updates(&mut self, updates: u64) {
+        self.updates = updates;
     }
 
     /// Zeroes every defined gradient.
@@ -187,6 +199,7 @@ impl Sgd {
                 let _ = param.shallow_clone().g_add_(&(direction * -lr));
             }
         });
+        self.updates += 1;
         grad_norm
     }
 
@@ -336,6 +349,11 @@ mod tests {
         sgd.zero_grad();
         set_grad(&w, &[1.0]);
         sgd.step(&[0], 1, 1.0); // group 1 buf = 1 (fresh), w = -2
+        let group0 = sgd.state().into_iter().find(|(g, _, _)| *g == 0).unwrap().2;
+        assert!(
+            (group0.double_value(&[0]) - 1.0).abs() < 1e-9,
+            "group 1's step touched group 0's buffer"
+        );
         sgd.zero_grad();
         set_grad(&w, &[1.0]);
         sgd.step(&[0], 0, 1.0); // group 0 buf = 0.5 + 1 = 1.5, w = -3.5
@@ -344,6 +362,7 @@ mod tests {
         assert_eq!(state.len(), 2);
         assert!((state[0].2.double_value(&[0]) - 1.5).abs() < 1e-6);
         assert!((state[1].2.double_value(&[0]) - 1.0).abs() < 1e-6);
+        assert_eq!(sgd.updates(), 3);
     }
 
     #[test]

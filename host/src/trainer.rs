@@ -14,7 +14,7 @@ use nas_sdk::{
     StepFeedback, StepInfo, StepPlan,
 };
 use serde::Serialize;
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
 use crate::{
     checkpoint::{self, CheckpointState, CheckpointTensors},
@@ -191,6 +191,7 @@ impl Trainer {
         self.sampler
             .load_state(&state.sampler_state)
             .map_err(|e| self.sampler_origin.error("load_state", e))?;
+        self.optimizer.set_updates(state.optimizer_updates);
         self.step = state.step;
         self.batches_consumed = state.batches_consumed;
         Ok(())
@@ -205,6 +206,7 @@ impl Trainer {
                 .save_state()
                 .map_err(|e| self.sampler_origin.error("save_state", e))?,
             momentum_groups: self.optimizer.group_ids(),
+            optimizer_updates: self.optimizer.updates(),
             config_hash: self.config.trajectory_hash(),
             sdk_version: nas_sdk::SDK_VERSION.to_string(),
         };
@@ -356,25 +358,7 @@ impl Trainer {
                 .client
                 .forward(inputs, &arch, None, &options)
                 .map_err(|e| self.space.origin.error("forward", e))?;
-            let loss = match path.loss {
-                LossKind::Labels { label_smoothing } => logits.cross_entropy_loss::<Tensor>(
-                    labels,
-                    None,
-                    tch::Reduction::Mean,
-                    -100,
-                    label_smoothing,
-                ),
-                LossKind::DistillFromFirst { temperature } => {
-                    let teacher = teacher
-                        .as_ref()
-                        .context("distillation without a teacher path")?;
-                    let t = temperature.max(1e-6);
-                    let target = (teacher / t).softmax(-1, Kind::Float);
-                    -(target * (&logits / t).log_softmax(-1, Kind::Float))
-                        .sum_dim_intlist([-1i64].as_slice(), false, Kind::Float)
-                        .mean(Kind::Float)
-                }
-            };
+            let loss = crate::loss::path_loss(path.loss, &logits, labels, teacher.as_ref())?;
             let value = loss.double_value(&[]);
             if !value.is_finite() {
                 bail!(
@@ -384,7 +368,7 @@ impl Trainer {
             }
             (&loss * path.loss_scale).backward();
             if k == 0 {
-                teacher = Some(logits.detach());
+                teacher = Some(logits.shallow_clone());
             }
             lap(&mut timings.compute);
             active.extend(
@@ -399,6 +383,7 @@ impl Trainer {
                 .map_err(|e| self.space.origin.error("complexity", e))?;
             records.push(PathRecord {
                 arch: self.space.arch_text(&arch)?,
+                choices: arch.choices().to_vec(),
                 loss: value,
                 macs: complexity.macs,
                 params: complexity.params,
@@ -509,6 +494,7 @@ impl Trainer {
         let checkpoint = self.save_checkpoint()?;
         let records = metrics::read(&metrics_path)?;
         metrics::plot_loss(&records, &self.run_dir.join("plots/loss.svg"))?;
+        metrics::plot_complexity_phases(&records, &self.run_dir.join("plots/complexity.svg"))?;
         let steps_run = self.step - start_step;
         Ok(TrainSummary {
             run_dir: self.run_dir.clone(),

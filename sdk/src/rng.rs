@@ -29,3 +29,20 @@ pub fn stream(seed: u64, step: u64, tag: &str) -> ChaCha8Rng {
 
 /// The stream type returned by [`stream`].
 pub type StepRng = ChaCha8Rng;
+
+/// An arch with every decision drawn uniformly and independently from `rng`.
+///
+/// ```
+/// use nas_sdk::{rng, Decision};
+/// let decisions = vec![Decision::choice("d0", "cell", "op", &["a", "b", "c"])];
+/// let arch = rng::uniform_arch(&decisions, &mut rng::stream(0, 0, "doc"));
+/// assert!(arch.choices()[0] < 3);
+/// ```
+pub fn uniform_arch(decisions: &[crate::Decision], rng: &mut impl rand::Rng) -> crate::Arch {
+    crate::Arch::new(
+        decisions
+            .iter()
+            .map(|d| rng.gen_range(0..d.options.len() as u32))
+            .collect(),
+    )
+}

@@ -110,7 +110,10 @@ fn example_configs_are_valid() {
 fn an_out_of_tree_plugin_crate_trains_through_the_cli() {
     // Built by scripts/test.sh from examples/third-party-sampler into target/third-party.
     let dir = repo_root().join("target/third-party/release");
-    let lib = dir.join(format!("liblargest_plus_random{}", std::env::consts::DLL_SUFFIX));
+    let lib = dir.join(format!(
+        "liblargest_plus_random{}",
+        std::env::consts::DLL_SUFFIX
+    ));
     assert!(
         lib.is_file(),
         "{} is missing: build it with `cargo build --release --manifest-path examples/third-party-sampler/Cargo.toml --target-dir target/third-party` (scripts/test.sh does)",
@@ -126,12 +129,21 @@ fn an_out_of_tree_plugin_crate_trains_through_the_cli() {
             .arg("--plugin-path")
             .arg(&dir)
             .args(small_run_args(out.path(), "third-party"))
-            .args(["--set", "train.steps=3", "--set", "sampler.name=largest-plus-random"]),
+            .args([
+                "--set",
+                "train.steps=3",
+                "--set",
+                "sampler.name=largest-plus-random",
+            ]),
     );
     let records = nas_host::metrics::read(&out.path().join("third-party/metrics.jsonl")).unwrap();
     assert_eq!(records.len(), 3);
     for record in &records {
         assert_eq!(record.paths.len(), 2, "largest + one random path per step");
-        assert!(record.paths[0].arch.matches("nor_conv_3x3").count() == 6, "{}", record.paths[0].arch);
+        assert!(
+            record.paths[0].arch.matches("nor_conv_3x3").count() == 6,
+            "{}",
+            record.paths[0].arch
+        );
     }
 }

@@ -10,8 +10,10 @@
 //! state to checkpoint and a resumed or data-parallel run draws the same paths.
 
 use nas_sdk::{
-    plugin::parse_config, rng, Arch, Component, Decision, HostContext, Metric, PluginError,
-    PluginResult, Sampler, StepInfo, StepPlan,
+    plugin::parse_config,
+    rng::{self, uniform_arch},
+    Arch, Component, Decision, HostContext, Metric, PluginError, PluginResult, Sampler, StepInfo,
+    StepPlan,
 };
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -92,16 +94,6 @@ impl Component for UniformSampler {
             range: (0.0, 0.0),
         })
     }
-}
-
-/// Draws every decision uniformly.
-pub fn uniform_arch(decisions: &[Decision], rng: &mut impl Rng) -> Arch {
-    Arch::new(
-        decisions
-            .iter()
-            .map(|d| rng.gen_range(0..d.options.len() as u32))
-            .collect(),
-    )
 }
 
 impl UniformSampler {
