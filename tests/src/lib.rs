@@ -115,3 +115,37 @@ pub fn latest_checkpoint(run_dir: &Path) -> PathBuf {
         .expect("readable checkpoints")
         .expect("a checkpoint exists")
 }
+
+/// Asserts two run folders logged the same steps (arch, LR, loss) and end with identical
+/// checkpoint tensors (weights, buffers, every momentum group).
+pub fn assert_same_run(a: &Path, b: &Path) {
+    let ma: Vec<nas_host::metrics::StepRecord> =
+        nas_host::metrics::read(&a.join("metrics.jsonl")).unwrap();
+    let mb: Vec<nas_host::metrics::StepRecord> =
+        nas_host::metrics::read(&b.join("metrics.jsonl")).unwrap();
+    assert_eq!(ma.len(), mb.len(), "different number of logged steps");
+    for (ra, rb) in ma.iter().zip(&mb) {
+        assert_eq!(ra.step, rb.step);
+        assert_eq!(
+            ra.paths[0].arch, rb.paths[0].arch,
+            "step {}: different arch",
+            ra.step
+        );
+        assert_eq!(ra.lr, rb.lr, "step {}: different lr", ra.step);
+        assert_eq!(
+            ra.loss, rb.loss,
+            "step {}: loss {} vs {}",
+            ra.step, ra.loss, rb.loss
+        );
+    }
+    let ta = read_tensors(&latest_checkpoint(a).join("weights.safetensors"));
+    let tb = read_tensors(&latest_checkpoint(b).join("weights.safetensors"));
+    assert_eq!(ta.keys().collect::<Vec<_>>(), tb.keys().collect::<Vec<_>>());
+    assert!(
+        ta.keys().any(|k| k.starts_with("momentum.")),
+        "optimizer state is checkpointed"
+    );
+    for (name, tensor) in &ta {
+        assert!(tensor.equal(&tb[name]), "{name} differs");
+    }
+}
