@@ -344,14 +344,27 @@ impl PluginCatalog {
         anyhow::bail!(message)
     }
 
-    /// Builds a search space.
-    pub fn new_space(&mut self, spec: &str, config: &str) -> anyhow::Result<(SpaceClient, Origin)> {
-        let (library, info) = self.resolve(ComponentKind::Space, spec)?;
+    /// Resolves `spec` and calls the library's constructor for `kind` (picked by `constructor`).
+    fn construct<T>(
+        &mut self,
+        kind: ComponentKind,
+        spec: &str,
+        config: &str,
+        constructor: impl FnOnce(&PluginModuleRef) -> Constructor<T>,
+    ) -> anyhow::Result<(T, Origin)> {
+        let (library, info) = self.resolve(kind, spec)?;
         let origin = Origin::new(library, &info);
         let object =
-            (library.module.new_space())(RStr::from_str(&info.name), RStr::from_str(config))
+            constructor(&library.module)(RStr::from_str(&info.name), RStr::from_str(config))
                 .into_result()
                 .map_err(|err| origin.error("constructor", err))?;
+        Ok((object, origin))
+    }
+
+    /// Builds a search space.
+    pub fn new_space(&mut self, spec: &str, config: &str) -> anyhow::Result<(SpaceClient, Origin)> {
+        let (object, origin) =
+            self.construct(ComponentKind::Space, spec, config, |m| m.new_space())?;
         Ok((SpaceClient::from_box(object), origin))
     }
 
@@ -361,12 +374,8 @@ impl PluginCatalog {
         spec: &str,
         config: &str,
     ) -> anyhow::Result<(SamplerClient, Origin)> {
-        let (library, info) = self.resolve(ComponentKind::Sampler, spec)?;
-        let origin = Origin::new(library, &info);
-        let object =
-            (library.module.new_sampler())(RStr::from_str(&info.name), RStr::from_str(config))
-                .into_result()
-                .map_err(|err| origin.error("constructor", err))?;
+        let (object, origin) =
+            self.construct(ComponentKind::Sampler, spec, config, |m| m.new_sampler())?;
         Ok((SamplerClient::from_box(object), origin))
     }
 
@@ -376,15 +385,16 @@ impl PluginCatalog {
         spec: &str,
         config: &str,
     ) -> anyhow::Result<(GeneratorClient, Origin)> {
-        let (library, info) = self.resolve(ComponentKind::Generator, spec)?;
-        let origin = Origin::new(library, &info);
-        let object =
-            (library.module.new_generator())(RStr::from_str(&info.name), RStr::from_str(config))
-                .into_result()
-                .map_err(|err| origin.error("constructor", err))?;
+        let (object, origin) = self.construct(ComponentKind::Generator, spec, config, |m| {
+            m.new_generator()
+        })?;
         Ok((GeneratorClient::from_box(object), origin))
     }
 }
+
+/// A root-module constructor: component name and JSON config in, FFI object out.
+type Constructor<T> =
+    extern "C" fn(RStr<'_>, RStr<'_>) -> abi_stable::std_types::RResult<T, PluginError>;
 
 /// Which plugin a component came from: recorded in results and named in errors.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]

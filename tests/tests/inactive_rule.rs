@@ -11,8 +11,8 @@ const STEP0: &str = "[3,3,3,3,3,3]";
 // 2 is dead and edge 3<-2 is unused.
 const STEP1: [u32; 6] = [2, 0, 0, 1, 3, 0];
 
-/// Names of the parameters `arch` uses, from the space plugin itself.
-fn active_names(arch: &[u32]) -> Vec<String> {
+/// The small NB201 space of `small_run_args`, built from the plugin beside `nas`.
+fn small_space() -> Space {
     let catalog = Rc::new(RefCell::new(PluginCatalog::discover(vec![artifacts_dir()])));
     let mut section = ComponentSection {
         name: "nb201".into(),
@@ -22,6 +22,12 @@ fn active_names(arch: &[u32]) -> Vec<String> {
     section.config.insert("cells_per_stage".into(), 1.into());
     let mut space = Space::create(&catalog, &section, Some((3, 16, 10))).unwrap();
     space.build(tch::Device::Cpu).unwrap();
+    space
+}
+
+/// Names of the parameters `arch` uses, from the space plugin itself.
+fn active_names(arch: &[u32]) -> Vec<String> {
+    let space = small_space();
     let params = space.parameters().unwrap();
     let arch = nas_sdk::Arch::new(arch.to_vec());
     let active = space.client.active_parameters(&arch).unwrap();
@@ -59,17 +65,8 @@ fn train_two_steps(
     let run_dir = out.join(rule);
     let before = read_tensors(&run_dir.join("checkpoints/step-00000001/weights.safetensors"));
     let after = read_tensors(&run_dir.join("checkpoints/step-00000002/weights.safetensors"));
-    // Parameter index -> name, from the checkpoint's order-independent names via the space.
-    let catalog = Rc::new(RefCell::new(PluginCatalog::discover(vec![artifacts_dir()])));
-    let mut section = ComponentSection {
-        name: "nb201".into(),
-        ..Default::default()
-    };
-    section.config.insert("channels".into(), 4.into());
-    section.config.insert("cells_per_stage".into(), 1.into());
-    let mut space = Space::create(&catalog, &section, Some((3, 16, 10))).unwrap();
-    space.build(tch::Device::Cpu).unwrap();
-    let names = space
+    // Parameter index -> name (momentum buffers are saved by index).
+    let names = small_space()
         .parameters()
         .unwrap()
         .into_iter()
