@@ -12,7 +12,7 @@ use crate::{
     eval::{evaluate, BnPolicy, EvalResult},
     plugins::Origin,
     session::{self, load_run_config, Space},
-    trainer::{self, StopPolicy, Trainer},
+    trainer::{self, Progress, StopPolicy, Trainer},
 };
 
 fn set_threads(threads: usize) {
@@ -57,7 +57,11 @@ pub fn train(
         StopPolicy {
             after_steps: stop_after_steps,
         },
-        config.train.progress,
+        if config.train.progress {
+            Progress::Bar
+        } else {
+            Progress::Lines
+        },
     )?;
     println!(
         "trained {} steps ({}/{} done) in {:.1}s, {:.0} img/s, final loss {:.4}",
@@ -164,9 +168,11 @@ pub fn eval_archs(
     Ok(records)
 }
 
-fn policy_name(policy: BnPolicy) -> String {
+/// A short name of a BN policy for tables and file names.
+pub fn policy_name(policy: BnPolicy) -> String {
     match policy {
         BnPolicy::BatchStats => "batch-stats".into(),
+        BnPolicy::Running => "running".into(),
         BnPolicy::Recalibrate { batches } => format!("recalibrate-{batches}"),
     }
 }
@@ -370,12 +376,14 @@ pub fn print_config(config_path: Option<&Path>, overrides: &[String]) -> Result<
     Ok(())
 }
 
-/// The demo's config: NB201 (C=16, N=1) on Fashion-MNIST, uniform sampling, one epoch.
+/// The demo's config: NB201 (C=16, N=1) on Fashion-MNIST, uniform sampling, one epoch, with
+/// 5,000 training images held out for the search.
 pub fn demo_config(out_dir: &Path, name: &str) -> RunConfig {
     let mut config = RunConfig::with_default_components();
     config.run.name = name.to_string();
     config.run.out_dir = out_dir.to_path_buf();
     config.run.threads = 2;
+    config.data.holdout = 5000;
     config.space.config.insert("channels".into(), 16.into());
     config
         .space
@@ -386,16 +394,10 @@ pub fn demo_config(out_dir: &Path, name: &str) -> RunConfig {
     config
 }
 
-/// Archs the demo evaluates: the extremes and a few landmarks of NAS-Bench-201.
-pub const DEMO_ARCHS: [&str; 5] = [
-    "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|",
-    "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|",
-    "|nor_conv_1x1~0|+|nor_conv_1x1~0|nor_conv_1x1~1|+|nor_conv_1x1~0|nor_conv_1x1~1|nor_conv_1x1~2|",
-    "|avg_pool_3x3~0|+|avg_pool_3x3~0|avg_pool_3x3~1|+|avg_pool_3x3~0|avg_pool_3x3~1|avg_pool_3x3~2|",
-    "|skip_connect~0|+|skip_connect~0|skip_connect~1|+|skip_connect~0|skip_connect~1|skip_connect~2|",
-];
+/// The demo's search budget: at most this share of the largest subnet's MACs.
+const DEMO_BUDGET_SHARE: f64 = 0.5;
 
-/// `nas demo`.
+/// `nas demo`: train -> search under a MACs budget -> export the best subnet -> summary.
 pub fn demo(
     out_dir: &Path,
     name: &str,
@@ -410,30 +412,179 @@ pub fn demo(
             run_dir.display()
         );
     }
-    println!("[1/2] training an NB201 supernet (C=16, N=1) on Fashion-MNIST with uniform sampling");
+    println!(
+        "[1/4] training an NB201 supernet on {} with uniform sampling",
+        config.data.dataset
+    );
     set_threads(config.run.threads);
     let device = device::select(&config.run.device)?;
     let catalog = session::catalog(&config.plugins.path, plugin_path);
     let mut trainer = Trainer::new(config.clone(), run_dir.clone(), catalog, device, false)?;
-    let summary = trainer.run(StopPolicy::default(), config.train.progress)?;
+    let largest = {
+        let space = trainer.space();
+        let (_, largest) = space
+            .client
+            .extremes(nas_sdk::Metric::Macs)
+            .map_err(|e| space.origin.error("extremes", e))?;
+        space
+            .complexity(&largest)
+            .map_err(|e| space.origin.error("complexity", e))?
+    };
+    let progress = if config.train.progress {
+        Progress::Bar
+    } else {
+        Progress::Lines
+    };
+    let summary = trainer.run(StopPolicy::default(), progress)?;
+    drop(trainer);
+    let budget = (largest.macs as f64 * DEMO_BUDGET_SHARE).round();
     println!(
-        "      {} steps in {:.1}s ({:.0} img/s), final loss {:.4}",
+        "[2/4] evolutionary search under {:.2} MMACs on the held-out split",
+        budget / 1e6
+    );
+    let options = crate::searching::SearchOptions {
+        run: run_dir.clone(),
+        algorithm: "evolution".into(),
+        min_macs: None,
+        max_macs: Some(budget),
+        min_params: None,
+        max_params: None,
+        budgets: Vec::new(),
+        metric: "macs".into(),
+        population: 12,
+        iterations: 3,
+        top_k: 4,
+        mutations: 6,
+        mutation_prob: 0.2,
+        crossovers: 6,
+        evaluations: 0,
+        bn: "recalibrate".into(),
+        calib_batches: 10,
+        holdout_examples: 2000,
+        seed: config.run.seed,
+        name: "demo".into(),
+    };
+    let outcome = crate::searching::run_search(&options, plugin_path)?;
+    let (_, best, best_text) = outcome.best[0].clone();
+    println!("[3/4] test accuracy of the best subnet (BN recalibrated, 10 batches)");
+    let records = eval_archs(
+        &run_dir,
+        std::slice::from_ref(&best_text),
+        BnPolicy::Recalibrate { batches: 10 },
+        "test",
+        plugin_path,
+    )?;
+    let eval_path = write_eval_records(&run_dir, &records)?;
+    println!("[4/4] exporting it");
+    let export_dir = crate::searching::export(&run_dir, &best_text, None, plugin_path)?;
+
+    println!();
+    println!(
+        "train        {} steps in {:.0}s ({:.0} img/s), final loss {:.3}",
         summary.step, summary.seconds, summary.mean_images_per_s, summary.final_loss
     );
-    drop(trainer);
     println!(
-        "[2/2] evaluating {} subnets on the test split (BN: batch statistics)",
-        DEMO_ARCHS.len()
+        "search       {} candidates under {:.2} MMACs (largest subnet {:.2} MMACs)",
+        outcome.evaluated,
+        budget / 1e6,
+        largest.macs as f64 / 1e6
     );
-    let archs: Vec<String> = DEMO_ARCHS.iter().map(|s| s.to_string()).collect();
-    let records = eval_archs(&run_dir, &archs, BnPolicy::BatchStats, "test", plugin_path)?;
-    print_eval_table(&records);
-    let path = write_eval_records(&run_dir, &records)?;
+    println!("best subnet  {best_text}");
     println!(
-        "\nrun folder: {} (config.toml, metrics.jsonl, plots/loss.svg, checkpoints/, {})",
+        "complexity   {:.3} MMACs, {:.4} M params",
+        best.complexity.macs as f64 / 1e6,
+        best.complexity.params as f64 / 1e6
+    );
+    println!(
+        "accuracy     held-out {:.2}%, test {:.2}%",
+        best.score, records[0].result.accuracy
+    );
+    println!("export       {}", export_dir.display());
+    println!(
+        "\nrun folder: {} (metrics.jsonl, plots/, checkpoints/, search/demo/, {}, export/)",
         run_dir.display(),
-        path.strip_prefix(&run_dir).unwrap_or(&path).display()
+        eval_path
+            .strip_prefix(&run_dir)
+            .unwrap_or(&eval_path)
+            .display()
     );
+    Ok(())
+}
+
+/// Archs from `--arch` values and an optional file (one per line, `#` comments).
+pub fn collect_archs(archs: &[String], file: Option<&Path>) -> Result<Vec<String>> {
+    let mut list = archs.to_vec();
+    if let Some(file) = file {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("reading the arch list {}", file.display()))?;
+        list.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(String::from),
+        );
+    }
+    Ok(list)
+}
+
+/// `nas retrain`.
+pub fn retrain(
+    config_path: Option<&Path>,
+    overrides: &[String],
+    archs: &[String],
+    archs_file: Option<&Path>,
+    seeds: &[u64],
+    ground_truth: &Path,
+    plugin_path: &[PathBuf],
+) -> Result<()> {
+    let config = RunConfig::load(config_path, overrides)?;
+    let archs = collect_archs(archs, archs_file)?;
+    let records = crate::ranking::retrain(
+        crate::ranking::RetrainJob {
+            config,
+            archs: &archs,
+            seeds,
+            ground_truth,
+        },
+        plugin_path,
+    )?;
+    println!("{} results in {}", records.len(), ground_truth.display());
+    Ok(())
+}
+
+/// `nas rank`.
+#[allow(clippy::too_many_arguments)]
+pub fn rank(
+    run_dir: &Path,
+    ground_truth: &str,
+    archs: &[String],
+    archs_file: Option<&Path>,
+    bn: Option<&str>,
+    calib_batches: Option<usize>,
+    split: &str,
+    top_k: usize,
+    plugin_path: &[PathBuf],
+) -> Result<()> {
+    let config = load_run_config(run_dir)?;
+    let policy = BnPolicy::parse(
+        bn.unwrap_or(&config.eval.bn),
+        calib_batches.unwrap_or(config.eval.calib_batches),
+    )?;
+    let truth = crate::ranking::GroundTruth::parse(ground_truth)?;
+    let archs = collect_archs(archs, archs_file)?;
+    let report = crate::ranking::rank(run_dir, &truth, &archs, policy, split, top_k, plugin_path)?;
+    let path = crate::ranking::write_report(&report)?;
+    println!(
+        "{} archs: Kendall tau-b {:.4}, Spearman rho {:.4}, top-{} overlap {:.2} (BN {}, {} split)",
+        report.n,
+        report.kendall_tau,
+        report.spearman_rho,
+        report.top_k,
+        report.top_k_overlap,
+        policy_name(report.bn),
+        report.split
+    );
+    println!("report: {}", path.display());
     Ok(())
 }
 

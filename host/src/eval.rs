@@ -4,7 +4,8 @@
 //! evaluation names its policy, and every result records it:
 //! - `batch-stats`: each evaluation batch is normalised with its own statistics (NAS-Bench-201);
 //! - `recalibrate K`: reset the running statistics, forward K training batches in train mode
-//!   without gradients (cumulative average, as AttentiveNAS), then evaluate with them.
+//!   without gradients (cumulative average, as AttentiveNAS), then evaluate with them;
+//! - `running`: the running statistics as trained, for stand-alone subnets (`nas retrain`).
 
 use anyhow::{bail, Result};
 use nas_sdk::{Arch, ForwardOptions, SpaceClient};
@@ -25,16 +26,21 @@ pub enum BnPolicy {
         /// Training batches forwarded.
         batches: usize,
     },
+    /// The running statistics as trained (right for a stand-alone subnet, not for a supernet).
+    Running,
 }
 
 impl BnPolicy {
-    /// Parses `batch-stats` or `recalibrate` (with `batches` calibration batches).
+    /// Parses `batch-stats`, `recalibrate` (with `batches` calibration batches) or `running`.
     pub fn parse(name: &str, batches: usize) -> Result<Self> {
         match name {
             "batch-stats" => Ok(BnPolicy::BatchStats),
+            "running" => Ok(BnPolicy::Running),
             "recalibrate" if batches > 0 => Ok(BnPolicy::Recalibrate { batches }),
             "recalibrate" => bail!("BN policy `recalibrate` needs at least 1 calibration batch"),
-            other => bail!("unknown BN policy `{other}`: use `batch-stats` or `recalibrate`"),
+            other => {
+                bail!("unknown BN policy `{other}`: use `batch-stats`, `recalibrate` or `running`")
+            }
         }
     }
 }
@@ -84,6 +90,7 @@ pub fn evaluate(
     }
     let options = match policy {
         BnPolicy::BatchStats => ForwardOptions::BATCH_STATS,
+        BnPolicy::Running => ForwardOptions::EVAL,
         BnPolicy::Recalibrate { batches } => {
             let Some((train, source)) = calibration else {
                 bail!("BN recalibration needs the training split");

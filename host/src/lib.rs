@@ -12,6 +12,8 @@
 //! | [`loss`] | per-path losses (labels, distillation) |
 //! | [`eval`] | BN policies and accuracy |
 //! | [`metrics`] | `metrics.jsonl` and plots |
+//! | [`search`], [`searching`] | evolutionary / random search, Pareto front, export |
+//! | [`groundtruth`], [`ranking`], [`stats`] | retraining, ranking against ground truth, rank correlation |
 //! | [`commands`] | what each CLI subcommand does |
 
 pub mod bench;
@@ -21,10 +23,15 @@ pub mod config;
 pub mod data;
 pub mod device;
 pub mod eval;
+pub mod groundtruth;
 pub mod io;
 pub mod loss;
 pub mod metrics;
 pub mod optim;
 pub mod plugins;
+pub mod ranking;
+pub mod search;
+pub mod searching;
 pub mod session;
+pub mod stats;
 pub mod trainer;

@@ -101,6 +101,69 @@ enum Command {
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
     },
+    /// Search a trained supernet (evolutionary or random) under complexity budgets, on its
+    /// held-out split.
+    Search {
+        #[command(flatten)]
+        options: nas_host::searching::SearchOptions,
+    },
+    /// Export a subnet of a trained supernet: arch JSON and weights (safetensors).
+    Export {
+        /// Run folder written by `nas train`.
+        #[arg(long, value_name = "RUN_DIR")]
+        run: PathBuf,
+        /// Arch in the space's text form, as a JSON list of choices, or @best.json from a search
+        /// (its first entry).
+        #[arg(long)]
+        arch: String,
+        /// Output folder (default: <run>/export/<choices>).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
+    /// Train subnets from scratch (stand-alone) and record their test accuracy as ground truth.
+    Retrain {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Arch in the space's text form or as a JSON list of choices (repeatable).
+        #[arg(long)]
+        arch: Vec<String>,
+        /// File with one arch per line (blank lines and `#` comments ignored).
+        #[arg(long, value_name = "FILE")]
+        archs_file: Option<PathBuf>,
+        /// Seeds, comma-separated: one training run per arch and seed.
+        #[arg(long, default_value = "0", value_delimiter = ',')]
+        seeds: Vec<u64>,
+        /// Ground-truth file (JSON lines) the accuracies are added to.
+        #[arg(long, value_name = "FILE")]
+        ground_truth: PathBuf,
+    },
+    /// Correlate a supernet's ranking of subnets with ground truth (Kendall tau-b, Spearman rho).
+    Rank {
+        /// Run folder written by `nas train`.
+        #[arg(long, value_name = "RUN_DIR")]
+        run: PathBuf,
+        /// A `nas retrain` file, or nb201:PATH/TO/table.csv[:cifar10|cifar100|imagenet16].
+        #[arg(long, value_name = "SPEC")]
+        ground_truth: String,
+        /// Arch to rank (repeatable; default with a retrain file: all of its archs).
+        #[arg(long)]
+        arch: Vec<String>,
+        /// File with one arch per line.
+        #[arg(long, value_name = "FILE")]
+        archs_file: Option<PathBuf>,
+        /// BN policy of the supernet evaluations (default: the run's eval.bn).
+        #[arg(long)]
+        bn: Option<String>,
+        /// Calibration batches for `recalibrate` (default: the run's eval.calib_batches).
+        #[arg(long)]
+        calib_batches: Option<usize>,
+        /// Split: test or holdout.
+        #[arg(long, default_value = "test")]
+        split: String,
+        /// k of the top-k overlap.
+        #[arg(long, default_value_t = 5)]
+        top_k: usize,
+    },
     /// Measure training speed (steps/s and host overhead) on synthetic data.
     Bench {
         #[command(flatten)]
@@ -168,6 +231,47 @@ fn main() -> ExitCode {
         Command::Demo { out_dir, name, set } => {
             commands::demo(&out_dir, &name, &set, &cli.plugin_path)
         }
+        Command::Search { options } => {
+            nas_host::searching::search_command(&options, &cli.plugin_path)
+        }
+        Command::Export { run, arch, out } => {
+            nas_host::searching::export_command(&run, &arch, out.as_deref(), &cli.plugin_path)
+        }
+        Command::Retrain {
+            config,
+            arch,
+            archs_file,
+            seeds,
+            ground_truth,
+        } => commands::retrain(
+            config.config.as_deref(),
+            &config.set,
+            &arch,
+            archs_file.as_deref(),
+            &seeds,
+            &ground_truth,
+            &cli.plugin_path,
+        ),
+        Command::Rank {
+            run,
+            ground_truth,
+            arch,
+            archs_file,
+            bn,
+            calib_batches,
+            split,
+            top_k,
+        } => commands::rank(
+            &run,
+            &ground_truth,
+            &arch,
+            archs_file.as_deref(),
+            bn.as_deref(),
+            calib_batches,
+            &split,
+            top_k,
+            &cli.plugin_path,
+        ),
         Command::Bench { options } => commands::bench(&options, &cli.plugin_path),
     };
     match result {

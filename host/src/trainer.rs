@@ -26,6 +26,17 @@ use crate::{
     session::{Services, SharedCatalog, Space},
 };
 
+/// How training shows its progress.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Progress {
+    /// A progress bar on a terminal, else a log line every 5% of the run.
+    Bar,
+    /// A log line every 5% of the run.
+    Lines,
+    /// Nothing (callers report themselves).
+    Silent,
+}
+
 /// How a training invocation ends early.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct StopPolicy {
@@ -430,7 +441,7 @@ impl Trainer {
     }
 
     /// Trains to the end (or until `stop` says so); writes metrics, checkpoints and plots.
-    pub fn run(&mut self, stop: StopPolicy, show_progress: bool) -> Result<TrainSummary> {
+    pub fn run(&mut self, stop: StopPolicy, progress: Progress) -> Result<TrainSummary> {
         std::fs::create_dir_all(&self.run_dir)
             .with_context(|| format!("creating run folder {}", self.run_dir.display()))?;
         self.write_run_files()?;
@@ -438,7 +449,7 @@ impl Trainer {
         let mut metrics = MetricsWriter::open(&metrics_path, self.step)?;
 
         let start_step = self.step;
-        let bar = progress_bar(self.total_steps, start_step, show_progress);
+        let bar = progress_bar(self.total_steps, start_step, progress == Progress::Bar);
         let started = Instant::now();
         let mut last_loss = f64::NAN;
         let mut recent_images = 0.0;

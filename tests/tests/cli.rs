@@ -63,33 +63,53 @@ fn config_errors_name_the_field_and_the_file() {
 }
 
 #[test]
-fn demo_runs_end_to_end_on_synthetic_data() {
+fn demo_trains_searches_and_exports_on_synthetic_data() {
     let out = tempfile::tempdir().unwrap();
     let stdout = run_ok(nas().args(["demo", "--out-dir"]).arg(out.path()).args([
         "--set",
         "data.dataset=synthetic",
         "--set",
-        "data.synthetic_train=256",
+        "data.synthetic_train=1024",
         "--set",
-        "data.synthetic_test=64",
+        "data.holdout=256",
+        "--set",
+        "data.synthetic_test=128",
         "--set",
         "space.config.channels=4",
         "--set",
         "train.progress=false",
     ]));
-    assert!(stdout.contains("evaluating 5 subnets"), "{stdout}");
+    for line in ["[1/4]", "[2/4]", "[3/4]", "[4/4]", "best subnet", "export "] {
+        assert!(stdout.contains(line), "`{line}` missing from:\n{stdout}");
+    }
     let run_dir = out.path().join("demo");
     for file in [
         "config.toml",
         "run.json",
         "metrics.jsonl",
         "plots/loss.svg",
+        "plots/complexity.svg",
         "checkpoints/latest.json",
+        "search/demo/best.json",
+        "search/demo/candidates.csv",
+        "search/demo/pareto.svg",
     ] {
         assert!(run_dir.join(file).is_file(), "{file} missing");
     }
-    let evals: Vec<_> = std::fs::read_dir(run_dir.join("eval")).unwrap().collect();
-    assert_eq!(evals.len(), 1);
+    let best: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(run_dir.join("search/demo/best.json")).unwrap(),
+    )
+    .unwrap();
+    let choices: Vec<String> = best[0]["choices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
+    let export = run_dir.join("export").join(choices.join("-"));
+    assert!(export.join("weights.safetensors").is_file() && export.join("arch.json").is_file());
+    let weights = read_tensors(&export.join("weights.safetensors"));
+    assert!(weights.contains_key("classifier.weight"));
 }
 
 #[test]

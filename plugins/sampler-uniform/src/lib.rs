@@ -164,7 +164,53 @@ impl Sampler for UniformSampler {
     }
 }
 
-nas_sdk::export_plugin!(nas_sdk::plugin::Registry::new().sampler::<UniformSampler>());
+/// Configuration of [`FixedSampler`].
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct FixedConfig {
+    /// The arch's choice indices.
+    pub choices: Vec<u32>,
+}
+
+/// Trains one fixed arch every step: stand-alone training of a subnet (`nas retrain`), since a
+/// supernet restricted to one path, with the inactive-parameter rule, is that subnet.
+pub struct FixedSampler {
+    arch: Arch,
+}
+
+impl Component for FixedSampler {
+    const NAME: &'static str = "fixed";
+    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+    const DESCRIPTION: &'static str =
+        "one fixed arch every step (stand-alone training of a subnet)";
+
+    fn default_config() -> serde_json::Value {
+        serde_json::to_value(FixedConfig::default()).expect("config serialises")
+    }
+
+    fn from_config(config: &str) -> PluginResult<Self> {
+        let config: FixedConfig = parse_config(Self::NAME, config)?;
+        Ok(FixedSampler {
+            arch: Arch::new(config.choices),
+        })
+    }
+}
+
+impl Sampler for FixedSampler {
+    fn start(&mut self, host: HostContext) -> PluginResult<()> {
+        self.arch
+            .validate(&host.decisions()?)
+            .map_err(|msg| PluginError::config(format!("fixed: field `choices`: {msg}")))
+    }
+
+    fn plan(&mut self, _step: &StepInfo) -> PluginResult<StepPlan> {
+        Ok(StepPlan::single(self.arch.clone()))
+    }
+}
+
+nas_sdk::export_plugin!(nas_sdk::plugin::Registry::new()
+    .sampler::<UniformSampler>()
+    .sampler::<FixedSampler>());
 
 #[cfg(test)]
 mod tests {
@@ -304,6 +350,19 @@ mod tests {
         // The lowest bin holds the conv-free archs, which uniform draws hit often.
         let (arch, inside) = sampler.sample_in_bin(0, &mut rng).unwrap();
         assert!(inside, "bin 0 should be reachable, got {arch:?}");
+    }
+
+    #[test]
+    fn fixed_sampler_plans_its_arch_and_checks_it() {
+        let mut fixed = FixedSampler::from_config(r#"{"choices": [3, 3, 2, 1, 0, 4]}"#).unwrap();
+        fixed.start(HostContext::from_services(FakeHost)).unwrap();
+        assert_eq!(
+            path_arch(&fixed.plan(&step(9)).unwrap()).choices(),
+            &[3, 3, 2, 1, 0, 4]
+        );
+        let mut bad = FixedSampler::from_config(r#"{"choices": [7]}"#).unwrap();
+        let err = bad.start(HostContext::from_services(FakeHost)).unwrap_err();
+        assert!(err.message.contains("choices"), "{err}");
     }
 
     #[test]

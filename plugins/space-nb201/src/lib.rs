@@ -712,6 +712,36 @@ impl SearchSpace for Nb201Space {
         })
     }
 
+    fn export_subnet(&self, arch: &Arch) -> PluginResult<Vec<(String, Tensor)>> {
+        // The parameters the arch uses, plus the BN running statistics of the modules they
+        // belong to and of the fixed modules, under the supernet's (xautodl's) names.
+        let net = self.net()?;
+        let active = self.active_parameters(arch)?;
+        let params = net.store.parameters();
+        let owner = |name: &str| -> String {
+            match name.find(".op.") {
+                Some(at) => name[..at].to_string(),
+                None => name
+                    .rsplit_once('.')
+                    .map(|(m, _)| m.to_string())
+                    .unwrap_or_default(),
+            }
+        };
+        let owners: std::collections::BTreeSet<String> =
+            active.iter().map(|&i| owner(&params[i].0)).collect();
+        let mut out: Vec<(String, Tensor)> = active
+            .iter()
+            .map(|&i| (params[i].0.clone(), params[i].1.detach().copy()))
+            .collect();
+        for (name, buffer) in net.store.buffers() {
+            let in_edge = name.contains(".edges.");
+            if !in_edge || owners.contains(&owner(&name)) {
+                out.push((name, buffer.copy()));
+            }
+        }
+        Ok(out)
+    }
+
     fn arch_to_text(&self, arch: &Arch) -> PluginResult<String> {
         self.check(arch)?;
         let ops = arch.choices();

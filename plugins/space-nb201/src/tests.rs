@@ -280,3 +280,34 @@ fn cost_table_is_exact() {
         assert_eq!(additive as u64, space.complexity(&arch).unwrap().macs);
     }
 }
+
+#[test]
+fn export_keeps_the_used_weights_and_their_bn_statistics() {
+    let mut space = space(serde_json::json!({"channels": 4, "cells_per_stage": 1}));
+    space.build(Device::Cpu).unwrap();
+    // node 1 = conv1x1(x) feeds nothing that reaches the output (edges 2<-1 and 3<-1 are none).
+    let arch = Arch::new(vec![CONV1, CONV3, NONE, SKIP, NONE, POOL]);
+    let exported = space.export_subnet(&arch).unwrap();
+    let names: Vec<&str> = exported.iter().map(|(n, _)| n.as_str()).collect();
+    assert!(
+        names.contains(&"cells.0.edges.2<-0.3.op.1.weight"),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&"cells.0.edges.2<-0.3.op.2.running_mean"),
+        "{names:?}"
+    );
+    assert!(names.contains(&"stem.1.running_var"));
+    assert!(
+        !names.iter().any(|n| n.contains("edges.1<-0")),
+        "dead edge exported: {names:?}"
+    );
+    let params = space.parameters();
+    let active = space.active_parameters(&arch).unwrap();
+    let exported_params = exported
+        .iter()
+        .filter(|(n, _)| !n.contains("running_"))
+        .count();
+    assert_eq!(exported_params, active.len());
+    assert!(params.len() > exported_params);
+}
