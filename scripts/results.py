@@ -179,6 +179,7 @@ def main():
             shares.append(ordered_share(supernet, truth, noise)[0])
         rows.append((label, taus, rhos, shares, seconds))
 
+    length = f"{args.steps} steps" if args.steps else f"{args.epochs} epoch(s)"
     lines = [
         "# Results: ranking NAS-Bench-201 subnets on Fashion-MNIST",
         "",
@@ -188,10 +189,10 @@ def main():
         f"- Macro: NB201 cells, C = {args.channels}, N = {args.cells}, Fashion-MNIST (28x28, 1 channel), batch 64.",
         f"- Arch set: {len(archs)} archs, one per (#nor_conv_3x3, #nor_conv_1x1) composition among cells whose",
         "  output depends on the input, topped up with seeded random ones (`runs/results/archs.txt`).",
-        f"- Ground truth: each arch trained stand-alone (`nas retrain`, {args.epochs} epoch(s), SGD lr 0.05 cosine, Nesterov,",
+        f"- Ground truth: each arch trained stand-alone (`nas retrain`, {length}, SGD lr 0.05 cosine, Nesterov,",
         f"  wd 5e-4) with seeds {args.seeds}; test accuracy with its own BN statistics; mean over seeds.",
         f"  Mean stand-alone training time {retrain_seconds:.0f} s.",
-        f"- Supernets: the recipes in `examples/configs/`, {args.epochs} epoch(s) each (same number of optimizer steps),",
+        f"- Supernets: the recipes in `examples/configs/`, {length} each (same number of optimizer steps),",
         "  seeds " + args.seeds + "; subnets evaluated with batch-statistics BN on the test split.",
         f"- Seed noise: mean |acc(seed {seeds[0]}) - acc(seed {seeds[1]})| of the ground truth = {noise:.2f} points;",
         f"  {truth_pairs} of {len(archs) * (len(archs) - 1) // 2} arch pairs differ by more than that.",

@@ -7,11 +7,11 @@ use serde::Serialize;
 
 use crate::{
     config::RunConfig,
-    data::{BatchSource, Dataset},
+    data::BatchSource,
     device,
     eval::{evaluate, BnPolicy, EvalResult},
     plugins::Origin,
-    session::{self, load_run_config, Space},
+    session::{self, load_run_config, Space, TrainedRun},
     trainer::{self, Progress, StopPolicy, Trainer},
 };
 
@@ -108,18 +108,12 @@ pub fn eval_archs(
     split_name: &str,
     plugin_path: &[PathBuf],
 ) -> Result<Vec<EvalRecord>> {
-    let config = load_run_config(run_dir)?;
-    set_threads(config.run.threads);
-    let device = device::select(&config.run.device)?;
-    let data = Dataset::load(&config.data, config.run.seed, device)?;
-    let catalog = session::catalog(&config.plugins.path, plugin_path);
-    let mut space = Space::create(
-        &catalog,
-        &config.space,
-        Some((data.channels, data.resolution, data.classes)),
-    )?;
-    space.build(device)?;
-    let checkpoint = trainer::load_weights(&space, run_dir)?;
+    let TrainedRun {
+        config,
+        data,
+        space,
+        checkpoint,
+    } = TrainedRun::open(run_dir, plugin_path)?;
     let split = match split_name {
         "test" => &data.test,
         "holdout" => &data.holdout,
@@ -217,11 +211,7 @@ pub fn eval(
     split: &str,
     plugin_path: &[PathBuf],
 ) -> Result<()> {
-    let config = load_run_config(run_dir)?;
-    let policy = BnPolicy::parse(
-        bn.unwrap_or(&config.eval.bn),
-        calib_batches.unwrap_or(config.eval.calib_batches),
-    )?;
+    let policy = BnPolicy::for_run(&load_run_config(run_dir)?, bn, calib_batches)?;
     let records = eval_archs(run_dir, archs, policy, split, plugin_path)?;
     print_eval_table(&records);
     let path = write_eval_records(run_dir, &records)?;
@@ -565,11 +555,7 @@ pub fn rank(
     top_k: usize,
     plugin_path: &[PathBuf],
 ) -> Result<()> {
-    let config = load_run_config(run_dir)?;
-    let policy = BnPolicy::parse(
-        bn.unwrap_or(&config.eval.bn),
-        calib_batches.unwrap_or(config.eval.calib_batches),
-    )?;
+    let policy = BnPolicy::for_run(&load_run_config(run_dir)?, bn, calib_batches)?;
     let truth = crate::ranking::GroundTruth::parse(ground_truth)?;
     let archs = collect_archs(archs, archs_file)?;
     let report = crate::ranking::rank(run_dir, &truth, &archs, policy, split, top_k, plugin_path)?;

@@ -31,6 +31,18 @@ pub enum BnPolicy {
 }
 
 impl BnPolicy {
+    /// The policy named on the command line, else the run's `[eval]` defaults.
+    pub fn for_run(
+        config: &crate::config::RunConfig,
+        name: Option<&str>,
+        batches: Option<usize>,
+    ) -> Result<Self> {
+        Self::parse(
+            name.unwrap_or(&config.eval.bn),
+            batches.unwrap_or(config.eval.calib_batches),
+        )
+    }
+
     /// Parses `batch-stats`, `recalibrate` (with `batches` calibration batches) or `running`.
     pub fn parse(name: &str, batches: usize) -> Result<Self> {
         match name {

@@ -13,11 +13,9 @@ use tch::Tensor;
 
 use crate::{
     data::{BatchSource, Dataset, Split},
-    device,
     eval::{evaluate, BnPolicy},
     search::{self, Candidate, Constraints, Evaluator, EvolutionConfig, Objective},
-    session::{self, load_run_config, Space},
-    trainer,
+    session::{Space, TrainedRun},
 };
 
 /// Options of `nas search`.
@@ -173,26 +171,18 @@ pub struct SearchOutcome {
 
 /// Runs `nas search`.
 pub fn run_search(options: &SearchOptions, plugin_path: &[PathBuf]) -> Result<SearchOutcome> {
-    let config = load_run_config(&options.run)?;
-    if config.run.threads > 0 {
-        tch::set_num_threads(config.run.threads as i32);
-    }
-    let device = device::select(&config.run.device)?;
-    let data = Dataset::load(&config.data, config.run.seed, device)?;
+    let TrainedRun {
+        config,
+        data,
+        space,
+        checkpoint,
+    } = TrainedRun::open(&options.run, plugin_path)?;
     if data.holdout.is_empty() {
         bail!(
             "{}: the run has no held-out split to search on (set data.holdout in its config before training; the test split is never used for search)",
             options.run.display()
         );
     }
-    let catalog = session::catalog(&config.plugins.path, plugin_path);
-    let mut space = Space::create(
-        &catalog,
-        &config.space,
-        Some((data.channels, data.resolution, data.classes)),
-    )?;
-    space.build(device)?;
-    let checkpoint = trainer::load_weights(&space, &options.run)?;
     let policy = BnPolicy::parse(&options.bn, options.calib_batches)?;
     let metric = parse_metric(&options.metric)?;
     let whole = |v: Option<f64>| v.map(|x| x.round() as u64);
@@ -465,17 +455,9 @@ pub fn export(
     out: Option<&Path>,
     plugin_path: &[PathBuf],
 ) -> Result<PathBuf> {
-    let config = load_run_config(run_dir)?;
-    let device = device::select(&config.run.device)?;
-    let data = Dataset::load(&config.data, config.run.seed, device)?;
-    let catalog = session::catalog(&config.plugins.path, plugin_path);
-    let mut space = Space::create(
-        &catalog,
-        &config.space,
-        Some((data.channels, data.resolution, data.classes)),
-    )?;
-    space.build(device)?;
-    let checkpoint = trainer::load_weights(&space, run_dir)?;
+    let TrainedRun {
+        space, checkpoint, ..
+    } = TrainedRun::open(run_dir, plugin_path)?;
     let arch = match arch_text.strip_prefix('@') {
         Some(file) => {
             let best: Vec<serde_json::Value> = crate::io::read_json(Path::new(file))?;

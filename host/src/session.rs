@@ -167,6 +167,45 @@ impl HostServices for Services {
     }
 }
 
+/// A trained run opened for evaluation, search or export: its config, data, and supernet with
+/// the latest checkpoint's weights.
+pub struct TrainedRun {
+    /// The run's config.toml.
+    pub config: RunConfig,
+    /// Its dataset (with the same held-out split as training).
+    pub data: crate::data::Dataset,
+    /// The supernet.
+    pub space: Space,
+    /// The checkpoint folder loaded.
+    pub checkpoint: PathBuf,
+}
+
+impl TrainedRun {
+    /// Opens `run_dir` with plugins from its config's search path plus `plugin_path`.
+    pub fn open(run_dir: &std::path::Path, plugin_path: &[PathBuf]) -> Result<Self> {
+        let config = load_run_config(run_dir)?;
+        if config.run.threads > 0 {
+            tch::set_num_threads(config.run.threads as i32);
+        }
+        let device = crate::device::select(&config.run.device)?;
+        let data = crate::data::Dataset::load(&config.data, config.run.seed, device)?;
+        let catalog = catalog(&config.plugins.path, plugin_path);
+        let mut space = Space::create(
+            &catalog,
+            &config.space,
+            Some((data.channels, data.resolution, data.classes)),
+        )?;
+        space.build(device)?;
+        let checkpoint = crate::trainer::load_weights(&space, run_dir)?;
+        Ok(TrainedRun {
+            config,
+            data,
+            space,
+            checkpoint,
+        })
+    }
+}
+
 /// The run configuration stored in a run folder.
 pub fn load_run_config(run_dir: &std::path::Path) -> Result<RunConfig> {
     let path = run_dir.join("config.toml");
