@@ -209,9 +209,11 @@ pub fn search_path(explicit: &[PathBuf]) -> Vec<PathBuf> {
     if let Some(env) = std::env::var_os("NAS_PLUGIN_PATH") {
         dirs.extend(std::env::split_paths(&env).filter(|p| !p.as_os_str().is_empty()));
     }
+    // The binary's own folder; canonicalising fails when the binary was replaced while running
+    // (a rebuild), in which case its recorded path still names the right folder.
     if let Some(dir) = std::env::current_exe()
         .ok()
-        .and_then(|exe| exe.canonicalize().ok())
+        .map(|exe| exe.canonicalize().unwrap_or(exe))
         .and_then(|exe| exe.parent().map(Path::to_path_buf))
     {
         dirs.push(dir);
