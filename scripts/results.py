@@ -168,9 +168,11 @@ def main():
             if match:
                 (run / "train.log").write_text(stdout)
                 seconds.append(float(match.group(1)))
-            nas("rank", "--run", run, "--ground-truth", truth_file, "--archs-file", arch_file,
-                "--bn", "batch-stats", log=f"[rank] {name}")
             reports = sorted((run / "rank").glob("rank-*.json"), key=lambda p: p.stat().st_mtime)
+            if not reports:
+                nas("rank", "--run", run, "--ground-truth", truth_file, "--archs-file", arch_file,
+                    "--bn", "batch-stats", log=f"[rank] {name}")
+                reports = sorted((run / "rank").glob("rank-*.json"), key=lambda p: p.stat().st_mtime)
             report = json.loads(reports[-1].read_text())
             supernet = [a["supernet"] for a in report["archs"]]
             truth = [a["truth"] for a in report["archs"]]
@@ -183,8 +185,10 @@ def main():
     lines = [
         "# Results: ranking NAS-Bench-201 subnets on Fashion-MNIST",
         "",
-        "Produced by `scripts/results.py " + " ".join(sys.argv[1:]) + "` (exact command:",
-        f"`python3 scripts/results.py --archs {args.archs} --channels {args.channels} --cells {args.cells} --epochs {args.epochs} --steps {args.steps} --seeds {args.seeds}`).",
+        "Produced by the committed script, with this exact command (finished runs in runs/results/ are",
+        "reused, so rerunning only redoes what is missing):",
+        "",
+        f"`python3 scripts/results.py --archs {args.archs} --channels {args.channels} --cells {args.cells} --epochs {args.epochs} --steps {args.steps} --seeds {args.seeds}`",
         "",
         f"- Macro: NB201 cells, C = {args.channels}, N = {args.cells}, Fashion-MNIST (28x28, 1 channel), batch 64.",
         f"- Arch set: {len(archs)} archs, one per (#nor_conv_3x3, #nor_conv_1x1) composition among cells whose",
@@ -205,6 +209,11 @@ def main():
         wall = (f"{statistics.mean(seconds):.0f} ± {(max(seconds) - min(seconds)) / 2:.0f}"
                 if seconds else "-")
         lines.append(f"| {label} | {fmt(taus)} | {fmt(rhos)} | {fmt(shares)} | {wall} |")
+    lines += ["", "## The arch set and its ground truth", "",
+              f"| arch | test accuracy, seed {seeds[0]} | seed {seeds[1]} |", "|---|---|---|"]
+    for c in sorted(archs, key=lambda c: -statistics.mean(by_arch[c][s] for s in seeds)):
+        escaped = text(c).replace("|", "\\|")  # a pipe inside a table cell must be escaped
+        lines.append(f"| `{escaped}` | {by_arch[c][seeds[0]]:.2f} | {by_arch[c][seeds[1]]:.2f} |")
     lines += [
         "",
         "Values are mean ± half the range over the seeds. With 2 seeds and ~30 archs, differences",
