@@ -10,7 +10,7 @@
 use anyhow::{bail, Result};
 use nas_sdk::{Arch, ForwardOptions, SpaceClient};
 use serde::Serialize;
-use tch::{Kind, Tensor};
+use tch::Kind;
 
 use crate::data::{BatchSource, Split};
 use crate::plugins::Origin;
@@ -154,14 +154,4 @@ pub fn evaluate(
         examples: n,
         bn: policy,
     })
-}
-
-/// Top-1 accuracy of logits against labels, in percent.
-pub fn accuracy(logits: &Tensor, labels: &Tensor) -> f64 {
-    let correct = logits
-        .argmax(-1, false)
-        .eq_tensor(labels)
-        .to_kind(Kind::Float)
-        .mean(Kind::Float);
-    100.0 * correct.double_value(&[])
 }

@@ -32,6 +32,20 @@ struct ConfigArgs {
     set: Vec<String>,
 }
 
+/// How subnets of a trained supernet are evaluated (`nas eval`, `nas rank`).
+#[derive(Args, Clone)]
+struct SubnetEvalArgs {
+    /// BN policy: batch-stats, recalibrate or running (default: the run's eval.bn).
+    #[arg(long)]
+    bn: Option<String>,
+    /// Training batches for `recalibrate` (default: the run's eval.calib_batches).
+    #[arg(long)]
+    calib_batches: Option<usize>,
+    /// Split: test or holdout.
+    #[arg(long, default_value = "test")]
+    split: String,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Train a supernet.
@@ -54,15 +68,8 @@ enum Command {
         /// Arch in the space's text form or as a JSON list of choices (repeatable).
         #[arg(long, required = true)]
         arch: Vec<String>,
-        /// BN policy: batch-stats or recalibrate (default: the run's eval.bn).
-        #[arg(long)]
-        bn: Option<String>,
-        /// Training batches for `recalibrate` (default: the run's eval.calib_batches).
-        #[arg(long)]
-        calib_batches: Option<usize>,
-        /// Split: test or holdout.
-        #[arg(long, default_value = "test")]
-        split: String,
+        #[command(flatten)]
+        subnet_eval: SubnetEvalArgs,
     },
     /// Exact MACs ("FLOPs") and parameters of a subnet.
     Complexity {
@@ -151,15 +158,8 @@ enum Command {
         /// File with one arch per line.
         #[arg(long, value_name = "FILE")]
         archs_file: Option<PathBuf>,
-        /// BN policy of the supernet evaluations (default: the run's eval.bn).
-        #[arg(long)]
-        bn: Option<String>,
-        /// Calibration batches for `recalibrate` (default: the run's eval.calib_batches).
-        #[arg(long)]
-        calib_batches: Option<usize>,
-        /// Split: test or holdout.
-        #[arg(long, default_value = "test")]
-        split: String,
+        #[command(flatten)]
+        subnet_eval: SubnetEvalArgs,
         /// k of the top-k overlap.
         #[arg(long, default_value_t = 5)]
         top_k: usize,
@@ -199,15 +199,13 @@ fn main() -> ExitCode {
         Command::Eval {
             run,
             arch,
-            bn,
-            calib_batches,
-            split,
+            subnet_eval: e,
         } => commands::eval(
             &run,
             &arch,
-            bn.as_deref(),
-            calib_batches,
-            &split,
+            e.bn.as_deref(),
+            e.calib_batches,
+            &e.split,
             &cli.plugin_path,
         ),
         Command::Complexity {
@@ -257,18 +255,16 @@ fn main() -> ExitCode {
             ground_truth,
             arch,
             archs_file,
-            bn,
-            calib_batches,
-            split,
+            subnet_eval: e,
             top_k,
         } => commands::rank(
             &run,
             &ground_truth,
             &arch,
             archs_file.as_deref(),
-            bn.as_deref(),
-            calib_batches,
-            &split,
+            e.bn.as_deref(),
+            e.calib_batches,
+            &e.split,
             top_k,
             &cli.plugin_path,
         ),
