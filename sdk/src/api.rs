@@ -88,6 +88,17 @@ pub trait SearchSpace: 'static {
             "this space cannot export subnets yet",
         ))
     }
+    /// The JSON config of this space with `arch` as its only arch: every decision narrowed to the
+    /// chosen option, so the built space's parameters and buffers are exactly the tensors of
+    /// [`SearchSpace::export_subnet`] (same names and shapes). The host builds it, loads the
+    /// exported tensors and traces its forward into a standalone TorchScript module. Spaces
+    /// without one are traced from the supernet itself.
+    fn subnet_config(&self, arch: &Arch) -> PluginResult<String> {
+        let _ = arch;
+        Err(PluginError::unsupported(
+            "this space cannot describe a standalone subnet",
+        ))
+    }
 }
 
 /// A training policy: which subnets each step trains, with which loss, LR and optimizer state.

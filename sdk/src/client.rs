@@ -128,6 +128,13 @@ impl SpaceClient {
     pub fn export_subnet(&self, arch: &Arch) -> PluginResult<Vec<(String, Tensor)>> {
         self.inner.export_subnet(arch).into_result().map(unnamed)
     }
+    /// See [`SearchSpace::subnet_config`].
+    pub fn subnet_config(&self, arch: &Arch) -> PluginResult<String> {
+        self.inner
+            .subnet_config(arch)
+            .into_result()
+            .map(|text| text.into())
+    }
 }
 
 /// A sampler, whether loaded from a plugin or built in-process.

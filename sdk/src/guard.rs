@@ -130,6 +130,11 @@ impl<S: SearchSpace> FfiSpace for SpaceAdapter<S> {
             Ok(named(self.inner.export_subnet(arch)?))
         })
     }
+    fn subnet_config(&self, arch: &Arch) -> RResult<RString, PluginError> {
+        guard(self.name, "SearchSpace::subnet_config", || {
+            self.inner.subnet_config(arch).map(RString::from)
+        })
+    }
 }
 
 /// A [`Sampler`] behind the FFI.

@@ -54,6 +54,7 @@
 
 pub mod api;
 pub mod client;
+pub mod elastic;
 pub mod error;
 pub mod ffi;
 pub mod guard;

@@ -74,12 +74,12 @@ impl ParamStore {
 
 /// `U(-1/sqrt(fan_in), 1/sqrt(fan_in))`: PyTorch's default for conv and linear weights
 /// (kaiming-uniform with `a = sqrt(5)`) and biases.
-fn uniform_fan_in(shape: &[i64], fan_in: i64) -> Tensor {
+pub(crate) fn uniform_fan_in(shape: &[i64], fan_in: i64) -> Tensor {
     let bound = 1.0 / (fan_in as f64).sqrt();
     Tensor::empty(shape, (Kind::Float, Device::Cpu)).uniform_(-bound, bound)
 }
 
-fn join(prefix: &str, name: &str) -> String {
+pub(crate) fn join(prefix: &str, name: &str) -> String {
     if prefix.is_empty() {
         name.to_string()
     } else {
@@ -222,25 +222,28 @@ impl BatchNorm2d {
 
     /// Normalises `[n, c, h, w]` as `options.bn` asks. Without running statistics every mode
     /// uses batch statistics, as PyTorch does.
+    ///
+    /// When `x` has fewer channels than the layer (an elastic width), the first `c` channels'
+    /// affine parameters and running statistics are used, and a running-statistics update
+    /// changes only those (the slices are views of the full buffers).
     pub fn forward(&self, x: &Tensor, options: &ForwardOptions) -> Tensor {
         let momentum = if options.bn_momentum >= 0.0 {
             options.bn_momentum
         } else {
             self.momentum
         };
-        let tracked = self.running_mean.is_some();
-        let (training, running_mean, running_var) = match (options.bn, tracked) {
-            (BnMode::TrainUpdate, true) => {
-                (true, self.running_mean.as_ref(), self.running_var.as_ref())
-            }
-            (BnMode::Running, true) => {
-                (false, self.running_mean.as_ref(), self.running_var.as_ref())
-            }
+        let channels = x.size()[1];
+        let first = |t: &Option<Tensor>| t.as_ref().map(|t| crate::elastic::first(t, 0, channels));
+        let (weight, bias) = (first(&self.weight), first(&self.bias));
+        let (running_mean, running_var) = (first(&self.running_mean), first(&self.running_var));
+        let (training, running_mean, running_var) = match (options.bn, running_mean.is_some()) {
+            (BnMode::TrainUpdate, true) => (true, running_mean.as_ref(), running_var.as_ref()),
+            (BnMode::Running, true) => (false, running_mean.as_ref(), running_var.as_ref()),
             (BnMode::BatchStats, _) | (_, false) => (true, None, None),
         };
         x.batch_norm(
-            self.weight.as_ref(),
-            self.bias.as_ref(),
+            weight.as_ref(),
+            bias.as_ref(),
             running_mean,
             running_var,
             training,
@@ -248,6 +251,32 @@ impl BatchNorm2d {
             self.eps,
             true,
         )
+    }
+
+    /// Channels of the full layer.
+    pub fn channels(&self) -> i64 {
+        self.weight
+            .as_ref()
+            .or(self.running_mean.as_ref())
+            .map(|t| t.size()[0])
+            .unwrap_or(0)
+    }
+
+    /// The first `channels` channels' parameters and buffers as plain tensors named
+    /// `{prefix}.weight|bias|running_mean|running_var` (what [`BatchNorm2d::new`] registers).
+    pub fn export(&self, prefix: &str, channels: i64) -> Vec<(String, Tensor)> {
+        [
+            ("weight", &self.weight),
+            ("bias", &self.bias),
+            ("running_mean", &self.running_mean),
+            ("running_var", &self.running_var),
+        ]
+        .into_iter()
+        .filter_map(|(name, t)| {
+            t.as_ref()
+                .map(|t| (join(prefix, name), crate::elastic::plain(t, &[channels])))
+        })
+        .collect()
     }
 
     /// Indices of this layer's parameters in its store (empty unless affine).
