@@ -1045,3 +1045,340 @@ impl RelativePosition2d {
         &self.ids
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{BnMode, ForwardOptions};
+
+    fn randn(shape: &[i64]) -> Tensor {
+        Tensor::randn(shape, (Kind::Float, Device::Cpu))
+    }
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
+        assert_eq!(a.size(), b.size());
+        (a - b).abs().max().double_value(&[])
+    }
+
+    /// A contiguous copy, so the plain op never sees a view of the elastic layer's weight.
+    fn copy(t: &Tensor) -> Tensor {
+        t.detach().contiguous().copy()
+    }
+
+    #[test]
+    fn conv_equals_plain_conv_at_full_and_sliced_sizes() {
+        tch::manual_seed(0);
+        let mut store = ParamStore::new(Device::Cpu);
+        let conv = ElasticConv2d::new(&mut store, "c", 8, 12, 7, 2, false, true);
+        let x = randn(&[2, 8, 11, 11]);
+        let full = conv.forward(&x, 12, 7, None, None);
+        let plain = x.conv2d(
+            &copy(&conv.weight),
+            Some(&copy(conv.bias.as_ref().unwrap())),
+            [2, 2],
+            [3, 3],
+            [1, 1],
+            1,
+        );
+        assert!(max_diff(&full, &plain) <= 1e-6);
+        for (c_in, c_out, k) in [(5, 7, 3), (8, 4, 5), (3, 12, 1)] {
+            let xs = x.narrow(1, 0, c_in);
+            let sliced = conv.forward(&xs, c_out, k, None, None);
+            let start = (7 - k) / 2;
+            let weight = copy(
+                &conv
+                    .weight
+                    .narrow(0, 0, c_out)
+                    .narrow(1, 0, c_in)
+                    .narrow(2, start, k)
+                    .narrow(3, start, k),
+            );
+            let bias = copy(&conv.bias.as_ref().unwrap().narrow(0, 0, c_out));
+            let plain = xs.conv2d(&weight, Some(&bias), [2, 2], [k / 2, k / 2], [1, 1], 1);
+            assert!(max_diff(&sliced, &plain) <= 1e-6, "{c_in} {c_out} {k}");
+        }
+    }
+
+    #[test]
+    fn depthwise_conv_equals_plain_grouped_conv() {
+        tch::manual_seed(1);
+        let mut store = ParamStore::new(Device::Cpu);
+        let conv = ElasticConv2d::new(&mut store, "dw", 16, 16, 5, 1, true, false);
+        let x = randn(&[2, 16, 9, 9]);
+        let full = conv.forward(&x, 16, 5, None, None);
+        let plain = x.conv2d(
+            &copy(&conv.weight),
+            None::<Tensor>,
+            [1, 1],
+            [2, 2],
+            [1, 1],
+            16,
+        );
+        assert!(max_diff(&full, &plain) <= 1e-6);
+        let xs = x.narrow(1, 0, 10);
+        let sliced = conv.forward(&xs, 10, 3, None, None);
+        let weight = copy(&conv.weight.narrow(0, 0, 10).narrow(2, 1, 3).narrow(3, 1, 3));
+        let plain = xs.conv2d(&weight, None::<Tensor>, [1, 1], [1, 1], [1, 1], 10);
+        assert!(max_diff(&sliced, &plain) <= 1e-6);
+    }
+
+    #[test]
+    fn batch_norm_uses_and_updates_only_the_active_channels() {
+        tch::manual_seed(2);
+        let mut store = ParamStore::new(Device::Cpu);
+        let bn = crate::nn::BatchNorm2d::new(&mut store, "bn", 8, true, true, 0.1);
+        tch::no_grad(|| {
+            let _ = bn
+                .weight
+                .as_ref()
+                .unwrap()
+                .shallow_clone()
+                .uniform_(0.5, 1.5);
+            let _ = bn
+                .bias
+                .as_ref()
+                .unwrap()
+                .shallow_clone()
+                .uniform_(-0.5, 0.5);
+        });
+        let x = randn(&[4, 5, 3, 3]) * 2.0 + 1.0;
+        let running_mean = bn.running_mean.as_ref().unwrap();
+        let running_var = bn.running_var.as_ref().unwrap();
+        let (mean_before, var_before) = (copy(running_mean), copy(running_var));
+        let y = bn.forward(&x, &ForwardOptions::TRAIN);
+        let (rm, rv) = (
+            mean_before.narrow(0, 0, 5).copy(),
+            var_before.narrow(0, 0, 5).copy(),
+        );
+        let plain = x.batch_norm(
+            Some(&copy(&bn.weight.as_ref().unwrap().narrow(0, 0, 5))),
+            Some(&copy(&bn.bias.as_ref().unwrap().narrow(0, 0, 5))),
+            Some(&rm),
+            Some(&rv),
+            true,
+            0.1,
+            1e-5,
+            false,
+        );
+        assert!(max_diff(&y, &plain) <= 1e-6);
+        // The active channels' statistics moved exactly as the plain op's; the others did not.
+        assert!(max_diff(&running_mean.narrow(0, 0, 5), &rm) <= 1e-7);
+        assert!(max_diff(&running_var.narrow(0, 0, 5), &rv) <= 1e-6);
+        assert_eq!(
+            max_diff(&running_mean.narrow(0, 5, 3), &mean_before.narrow(0, 5, 3)),
+            0.0
+        );
+        // Full size in eval mode equals the plain op with running statistics.
+        let x8 = randn(&[2, 8, 3, 3]);
+        let eval = ForwardOptions {
+            bn: BnMode::Running,
+            ..ForwardOptions::EVAL
+        };
+        let y = bn.forward(&x8, &eval);
+        let plain = x8.batch_norm(
+            bn.weight.as_ref(),
+            bn.bias.as_ref(),
+            Some(running_mean),
+            Some(running_var),
+            false,
+            0.1,
+            1e-5,
+            false,
+        );
+        assert!(max_diff(&y, &plain) <= 1e-6);
+    }
+
+    #[test]
+    fn linear_and_layer_norm_equal_plain_ops() {
+        tch::manual_seed(3);
+        let mut store = ParamStore::new(Device::Cpu);
+        let linear = ElasticLinear::new(&mut store, "fc", 10, 6, true);
+        let norm = ElasticLayerNorm::new(&mut store, "ln", 10, 1e-6);
+        tch::no_grad(|| {
+            let _ = norm.weight.shallow_clone().uniform_(0.5, 1.5);
+            let _ = norm.bias.shallow_clone().uniform_(-0.5, 0.5);
+        });
+        let x = randn(&[3, 4, 10]);
+        let plain = x.linear(
+            &copy(&linear.weight),
+            Some(&copy(linear.bias.as_ref().unwrap())),
+        );
+        assert!(max_diff(&linear.forward(&x, 6, None), &plain) <= 1e-6);
+        let xs = x.narrow(2, 0, 7);
+        let plain = xs.linear(
+            &copy(&linear.weight.narrow(0, 0, 4).narrow(1, 0, 7)),
+            Some(&copy(&linear.bias.as_ref().unwrap().narrow(0, 0, 4))),
+        );
+        assert!(max_diff(&linear.forward(&xs, 4, None), &plain) <= 1e-6);
+        let plain = x.layer_norm(
+            [10],
+            Some(&copy(&norm.weight)),
+            Some(&copy(&norm.bias)),
+            1e-6,
+            false,
+        );
+        assert!(max_diff(&norm.forward(&x), &plain) <= 1e-6);
+        let plain = xs.layer_norm(
+            [7],
+            Some(&copy(&norm.weight.narrow(0, 0, 7))),
+            Some(&copy(&norm.bias.narrow(0, 0, 7))),
+            1e-6,
+            false,
+        );
+        assert!(max_diff(&norm.forward(&xs), &plain) <= 1e-6);
+    }
+
+    /// Plain multi-head attention from explicit q/k/v/proj weights, written out step by step.
+    fn plain_attention(
+        x: &Tensor,
+        wq: &Tensor,
+        wk: &Tensor,
+        wv: &Tensor,
+        bq: &Tensor,
+        bk: &Tensor,
+        bv: &Tensor,
+        wp: &Tensor,
+        bp: &Tensor,
+        heads: i64,
+        head_dim: i64,
+    ) -> Tensor {
+        let (n, t) = (x.size()[0], x.size()[1]);
+        let split = |w: &Tensor, b: &Tensor| {
+            x.linear(w, Some(b))
+                .view([n, t, heads, head_dim])
+                .transpose(1, 2)
+        };
+        let (q, k, v) = (split(wq, bq), split(wk, bk), split(wv, bv));
+        let attention =
+            (q.matmul(&k.transpose(-2, -1)) / (head_dim as f64).sqrt()).softmax(-1, Kind::Float);
+        attention
+            .matmul(&v)
+            .transpose(1, 2)
+            .reshape([n, t, heads * head_dim])
+            .linear(wp, Some(bp))
+    }
+
+    #[test]
+    fn attention_equals_plain_attention_at_full_and_sliced_sizes() {
+        tch::manual_seed(4);
+        let mut store = ParamStore::new(Device::Cpu);
+        let (embed_max, heads_max, head_dim) = (12, 3, 4);
+        let attention =
+            ElasticSelfAttention::new(&mut store, "attn", embed_max, heads_max, head_dim, true);
+        let x = randn(&[2, 5, embed_max]);
+        for (embed, heads) in [(12, 3), (9, 2), (12, 1)] {
+            let xs = x.narrow(2, 0, embed);
+            let got = attention.forward(&xs, heads, None);
+            let width = heads_max * head_dim;
+            let block = |part: i64| {
+                (
+                    copy(
+                        &attention
+                            .qkv_weight
+                            .narrow(0, part * width, heads * head_dim)
+                            .narrow(1, 0, embed),
+                    ),
+                    copy(&attention.qkv_bias.as_ref().unwrap().narrow(
+                        0,
+                        part * width,
+                        heads * head_dim,
+                    )),
+                )
+            };
+            let ((wq, bq), (wk, bk), (wv, bv)) = (block(0), block(1), block(2));
+            let wp = copy(&attention.proj.weight.narrow(0, 0, embed).narrow(
+                1,
+                0,
+                heads * head_dim,
+            ));
+            let bp = copy(&attention.proj.bias.as_ref().unwrap().narrow(0, 0, embed));
+            let plain =
+                plain_attention(&xs, &wq, &wk, &wv, &bq, &bk, &bv, &wp, &bp, heads, head_dim);
+            assert!(
+                max_diff(&got, &plain) <= 1e-6,
+                "embed {embed} heads {heads}"
+            );
+            // The exported qkv weight is timm's fused layout of the same blocks.
+            let exported = attention.export("attn", embed, heads);
+            let fused = Tensor::cat(&[wq, wk, wv], 0);
+            assert_eq!(exported[0].0, "attn.qkv.weight");
+            assert_eq!(max_diff(&exported[0].1, &fused), 0.0);
+        }
+    }
+
+    #[test]
+    fn relative_positions_equal_a_direct_double_loop() {
+        tch::manual_seed(5);
+        let mut store = ParamStore::new(Device::Cpu);
+        let relative = RelativePosition2d::new(&mut store, "attn", 4, 1);
+        // A 3x3 patch grid plus the class token; offsets clip at 1.
+        let tokens = 10;
+        let q = randn(&[1, 2, tokens, 4]);
+        let key_term = relative.key_term(&q, tokens);
+        let index = |token: i64, other: i64, by_row: bool| -> i64 {
+            if token == 0 || other == 0 {
+                return 0;
+            }
+            let (a, b) = (token - 1, other - 1);
+            let offset = if by_row { b / 3 - a / 3 } else { b % 3 - a % 3 };
+            offset.clamp(-1, 1) + 2
+        };
+        for i in 0..tokens {
+            for j in 0..tokens {
+                let embedding = relative.key_tables.0.get(index(i, j, true))
+                    + relative.key_tables.1.get(index(i, j, false));
+                for h in 0..2 {
+                    let expected = (q.get(0).get(h).get(i) * &embedding).sum(Kind::Float);
+                    let got = key_term.get(0).get(h).get(i).get(j);
+                    assert!(max_diff(&got, &expected) <= 1e-6);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn squeeze_excite_equals_plain_ops() {
+        tch::manual_seed(6);
+        let mut store = ParamStore::new(Device::Cpu);
+        let se = SqueezeExcite::new(&mut store, "se", 16, 8, Activation::Hsigmoid);
+        let x = randn(&[2, 12, 5, 5]);
+        let got = se.forward(&x, 4);
+        let pooled = x.mean_dim([2i64, 3].as_slice(), true, Kind::Float);
+        let w1 = copy(&se.reduce.weight.narrow(0, 0, 4).narrow(1, 0, 12));
+        let b1 = copy(&se.reduce.bias.as_ref().unwrap().narrow(0, 0, 4));
+        let w2 = copy(&se.expand.weight.narrow(0, 0, 12).narrow(1, 0, 4));
+        let b2 = copy(&se.expand.bias.as_ref().unwrap().narrow(0, 0, 12));
+        let s = pooled
+            .conv2d(&w1, Some(&b1), [1, 1], [0, 0], [1, 1], 1)
+            .relu();
+        let s = s
+            .conv2d(&w2, Some(&b2), [1, 1], [0, 0], [1, 1], 1)
+            .hardsigmoid();
+        assert!(max_diff(&got, &(&x * s)) <= 1e-6);
+    }
+
+    #[test]
+    fn all_ones_gates_change_nothing() {
+        tch::manual_seed(7);
+        let mut store = ParamStore::new(Device::Cpu);
+        let conv = ElasticConv2d::new(&mut store, "c", 4, 6, 5, 1, false, false);
+        let x = randn(&[1, 4, 6, 6]);
+        let ones = Tensor::ones([6], (Kind::Float, Device::Cpu));
+        let rings = Tensor::ones([2], (Kind::Float, Device::Cpu));
+        let plain = conv.forward(&x, 6, 5, None, None);
+        let gated = conv.forward(&x, 6, 5, Some(&ones), Some((&rings, &[3, 5])));
+        assert_eq!(max_diff(&plain, &gated), 0.0);
+        // A ring gate of zero on the outer ring equals the 3x3 crop zero-padded to 5x5.
+        let inner_only = Tensor::from_slice(&[1.0f32, 0.0]);
+        let masked = conv.forward(&x, 6, 5, None, Some((&inner_only, &[3, 5])));
+        let cropped = x.conv2d(
+            &copy(&centre_crop(&conv.weight, 3)),
+            None::<Tensor>,
+            [1, 1],
+            [1, 1],
+            [1, 1],
+            1,
+        );
+        assert!(max_diff(&masked, &cropped) <= 1e-6);
+    }
+}
