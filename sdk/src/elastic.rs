@@ -1229,6 +1229,7 @@ mod tests {
     }
 
     /// Plain multi-head attention from explicit q/k/v/proj weights, written out step by step.
+    #[allow(clippy::too_many_arguments)]
     fn plain_attention(
         x: &Tensor,
         wq: &Tensor,
