@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up a fresh machine (scripts/setup.sh: libtorch, Fashion-MNIST, release build), installs the
-# PyTorch peer used by the learning test (PyPI xautodl, without its pinned dependencies), then
+# PyTorch peer used by the learning test (PyPI xautodl, without its pinned dependencies) and
+# safetensors for the export test, then
 # runs formatting and lint checks and every test of the workspace.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +11,11 @@ source scripts/env.sh
 if [[ -x .venv/bin/python ]] && ! .venv/bin/python -c 'import xautodl' 2>/dev/null; then
     echo "== peer: installing xautodl (--no-deps) for the PyTorch comparison test"
     .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps xautodl==1.0.0
+fi
+
+if [[ -x .venv/bin/python ]] && ! .venv/bin/python -c 'import safetensors' 2>/dev/null; then
+    echo "== peer: installing safetensors for the export test (Python loads the exported files)"
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check safetensors==0.8.0
 fi
 
 echo "== checks: cargo fmt, cargo clippy"

@@ -466,7 +466,16 @@ pub fn demo(
     )?;
     let eval_path = write_eval_records(&run_dir, &records)?;
     println!("[4/4] exporting it");
-    let export_dir = crate::searching::export(&run_dir, &best_text, None, plugin_path)?;
+    let export_dir = crate::export::export(
+        &crate::export::ExportOptions {
+            run_dir: &run_dir,
+            arch: &best_text,
+            out: None,
+            bn: Some("recalibrate"),
+            calib_batches: Some(10),
+        },
+        plugin_path,
+    )?;
 
     println!();
     println!(

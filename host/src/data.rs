@@ -93,6 +93,15 @@ pub struct Dataset {
     pub info: DataInfo,
 }
 
+/// How images of `dataset` are normalised before they reach a space (for export manifests).
+pub fn normalisation_of(dataset: &str) -> &'static str {
+    match dataset {
+        "fashion-mnist" => "pixels / 255, then (x - 0.2860) / 0.3530",
+        "cifar10" => "pixels / 255, then per channel (x - [0.4914, 0.4822, 0.4465]) / [0.2470, 0.2435, 0.2616]",
+        _ => "none: synthetic images are drawn already normalised",
+    }
+}
+
 const FASHION_MEAN: [f64; 1] = [0.2860];
 const FASHION_STD: [f64; 1] = [0.3530];
 const CIFAR_MEAN: [f64; 3] = [0.4914, 0.4822, 0.4465];

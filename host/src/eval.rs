@@ -100,32 +100,7 @@ pub fn evaluate(
     if split.is_empty() {
         bail!("the evaluation split is empty");
     }
-    let options = match policy {
-        BnPolicy::BatchStats => ForwardOptions::BATCH_STATS,
-        BnPolicy::Running => ForwardOptions::EVAL,
-        BnPolicy::Recalibrate { batches } => {
-            let Some((train, source)) = calibration else {
-                bail!("BN recalibration needs the training split");
-            };
-            reset_running_stats(space, origin)?;
-            tch::no_grad(|| -> Result<()> {
-                for k in 0..batches {
-                    let (images, _) = source.batch(train, k as u64);
-                    let calibrate = ForwardOptions {
-                        train: false,
-                        bn: nas_sdk::BnMode::TrainUpdate,
-                        // Exact cumulative average of the K batches.
-                        bn_momentum: 1.0 / (k as f64 + 1.0),
-                    };
-                    let _ = space
-                        .forward(&images, arch, None, &calibrate)
-                        .map_err(|e| origin.error("forward", e))?;
-                }
-                Ok(())
-            })?;
-            ForwardOptions::EVAL
-        }
-    };
+    let options = prepare_bn(space, origin, arch, policy, calibration)?;
     let mut correct = 0i64;
     let mut loss_sum = 0.0;
     let n = split.len();
@@ -153,5 +128,42 @@ pub fn evaluate(
         loss: loss_sum / n as f64,
         examples: n,
         bn: policy,
+    })
+}
+
+/// Gets the space's BN layers ready to evaluate `arch` under `policy` (recalibrating the running
+/// statistics if it asks) and returns the forward options to evaluate with.
+pub fn prepare_bn(
+    space: &SpaceClient,
+    origin: &Origin,
+    arch: &Arch,
+    policy: BnPolicy,
+    calibration: Option<(&Split, &mut BatchSource)>,
+) -> Result<ForwardOptions> {
+    Ok(match policy {
+        BnPolicy::BatchStats => ForwardOptions::BATCH_STATS,
+        BnPolicy::Running => ForwardOptions::EVAL,
+        BnPolicy::Recalibrate { batches } => {
+            let Some((train, source)) = calibration else {
+                bail!("BN recalibration needs the training split");
+            };
+            reset_running_stats(space, origin)?;
+            tch::no_grad(|| -> Result<()> {
+                for k in 0..batches {
+                    let (images, _) = source.batch(train, k as u64);
+                    let calibrate = ForwardOptions {
+                        train: false,
+                        bn: nas_sdk::BnMode::TrainUpdate,
+                        // Exact cumulative average of the K batches.
+                        bn_momentum: 1.0 / (k as f64 + 1.0),
+                    };
+                    let _ = space
+                        .forward(&images, arch, None, &calibrate)
+                        .map_err(|e| origin.error("forward", e))?;
+                }
+                Ok(())
+            })?;
+            ForwardOptions::EVAL
+        }
     })
 }

@@ -12,7 +12,8 @@
 //! | [`loss`] | per-path losses (labels, distillation) |
 //! | [`eval`] | BN policies and accuracy |
 //! | [`metrics`] | `metrics.jsonl` and plots |
-//! | [`search`], [`searching`] | evolutionary / random search, Pareto front, export |
+//! | [`search`], [`searching`] | evolutionary / random search, Pareto front |
+//! | [`export`] | standalone subnets: safetensors, TorchScript, verification |
 //! | [`groundtruth`], [`ranking`], [`stats`] | retraining, ranking against ground truth, rank correlation |
 //! | [`commands`] | what each CLI subcommand does |
 
@@ -23,6 +24,7 @@ pub mod config;
 pub mod data;
 pub mod device;
 pub mod eval;
+pub mod export;
 pub mod groundtruth;
 pub mod io;
 pub mod loss;

@@ -114,7 +114,8 @@ enum Command {
         #[command(flatten)]
         options: nas_host::searching::SearchOptions,
     },
-    /// Export a subnet of a trained supernet: arch JSON and weights (safetensors).
+    /// Export a subnet of a trained supernet: weights (safetensors), a TorchScript module checked
+    /// against the supernet, and a manifest.
     Export {
         /// Run folder written by `nas train`.
         #[arg(long, value_name = "RUN_DIR")]
@@ -126,6 +127,13 @@ enum Command {
         /// Output folder (default: <run>/export/<choices>).
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
+        /// BN statistics to freeze: `recalibrate` (for this arch) or `running` (as trained).
+        /// Default: the run's [eval] policy, with batch-stats exported as recalibrate.
+        #[arg(long, value_name = "POLICY")]
+        bn: Option<String>,
+        /// Calibration batches for `recalibrate` (default: the run's [eval] calib_batches).
+        #[arg(long, value_name = "K")]
+        calib_batches: Option<usize>,
     },
     /// Train subnets from scratch (stand-alone) and record their test accuracy as ground truth.
     Retrain {
@@ -232,9 +240,22 @@ fn main() -> ExitCode {
         Command::Search { options } => {
             nas_host::searching::search_command(&options, &cli.plugin_path)
         }
-        Command::Export { run, arch, out } => {
-            nas_host::searching::export_command(&run, &arch, out.as_deref(), &cli.plugin_path)
-        }
+        Command::Export {
+            run,
+            arch,
+            out,
+            bn,
+            calib_batches,
+        } => nas_host::export::export_command(
+            &nas_host::export::ExportOptions {
+                run_dir: &run,
+                arch: &arch,
+                out: out.as_deref(),
+                bn: bn.as_deref(),
+                calib_batches,
+            },
+            &cli.plugin_path,
+        ),
         Command::Retrain {
             config,
             arch,

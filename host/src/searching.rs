@@ -1,5 +1,5 @@
-//! `nas search` and `nas export`: search a trained supernet on its held-out split, write the
-//! candidates, the Pareto front and the best arch per budget; export a subnet.
+//! `nas search`: search a trained supernet on its held-out split, write the candidates, the
+//! Pareto front and the best arch per budget.
 
 use std::path::{Path, PathBuf};
 
@@ -432,84 +432,5 @@ fn plot_pareto(all: &[Candidate], front: &[Candidate], metric: Metric, out: &Pat
         root.present()?;
     }
     std::fs::rename(&temp, out).with_context(|| format!("writing {}", out.display()))?;
-    Ok(())
-}
-
-/// What `nas export` writes next to the weights.
-#[derive(Serialize)]
-struct ExportManifest<'a> {
-    space: &'a crate::plugins::Origin,
-    space_config: serde_json::Value,
-    arch: String,
-    choices: Vec<u32>,
-    macs: u64,
-    params: u64,
-    checkpoint: PathBuf,
-    tensors: Vec<(String, Vec<i64>)>,
-}
-
-/// `nas export`: the subnet's arch JSON and its weights (with BN statistics) in safetensors.
-pub fn export(
-    run_dir: &Path,
-    arch_text: &str,
-    out: Option<&Path>,
-    plugin_path: &[PathBuf],
-) -> Result<PathBuf> {
-    let TrainedRun {
-        space, checkpoint, ..
-    } = TrainedRun::open(run_dir, plugin_path)?;
-    let arch = match arch_text.strip_prefix('@') {
-        Some(file) => {
-            let best: Vec<serde_json::Value> = crate::io::read_json(Path::new(file))?;
-            let choices = best
-                .first()
-                .and_then(|b| b.get("choices"))
-                .with_context(|| format!("{file}: expected a best.json written by `nas search`"))?;
-            space.parse_arch(&choices.to_string())?
-        }
-        None => space.parse_arch(arch_text)?,
-    };
-    let complexity = space
-        .complexity(&arch)
-        .map_err(|e| space.origin.error("complexity", e))?;
-    let tensors = space
-        .client
-        .export_subnet(&arch)
-        .map_err(|e| space.origin.error("export_subnet", e))?;
-    let dir = match out {
-        Some(dir) => dir.to_path_buf(),
-        None => run_dir
-            .join("export")
-            .join(crate::ranking::arch_slug(arch.choices())),
-    };
-    crate::io::write_safetensors_atomic(&dir.join("weights.safetensors"), &tensors)?;
-    crate::io::write_json_atomic(
-        &dir.join("arch.json"),
-        &ExportManifest {
-            space: &space.origin,
-            space_config: serde_json::from_str(&space.config_json).unwrap_or_default(),
-            arch: space.arch_text(&arch)?,
-            choices: arch.choices().to_vec(),
-            macs: complexity.macs,
-            params: complexity.params,
-            checkpoint,
-            tensors: tensors.iter().map(|(n, t)| (n.clone(), t.size())).collect(),
-        },
-    )?;
-    Ok(dir)
-}
-
-/// `nas export` with its printed summary.
-pub fn export_command(
-    run_dir: &Path,
-    arch: &str,
-    out: Option<&Path>,
-    plugin_path: &[PathBuf],
-) -> Result<()> {
-    let dir = export(run_dir, arch, out, plugin_path)?;
-    println!(
-        "exported to {} (arch.json, weights.safetensors)",
-        dir.display()
-    );
     Ok(())
 }

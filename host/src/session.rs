@@ -82,6 +82,22 @@ impl Space {
         })
     }
 
+    /// Builds space `name` from a complete JSON config (e.g. a subnet config from
+    /// [`nas_sdk::SearchSpace::subnet_config`]).
+    pub fn from_json(catalog: &SharedCatalog, name: &str, config_json: &str) -> Result<Self> {
+        let (client, origin) = catalog.borrow_mut().new_space(name, config_json)?;
+        let decisions = client
+            .decisions()
+            .map_err(|e| origin.error("decisions", e))?;
+        Ok(Space {
+            client,
+            origin,
+            decisions,
+            config_json: config_json.to_string(),
+            complexity_cache: RefCell::new(HashMap::new()),
+        })
+    }
+
     /// Creates the supernet's weights on `device`.
     pub fn build(&mut self, device: Device) -> Result<()> {
         self.client

@@ -368,16 +368,16 @@ impl Dims {
         let mut width = vec![self.first_width];
         width.extend(self.stages.iter().map(|s| s.width));
         width.push(self.head_width);
-        let per_stage = |pick: &dyn Fn(&BlockDims) -> f64| -> Vec<Value> {
+        let per_stage = |pick: &dyn Fn(&BlockDims) -> Value| -> Vec<Value> {
             self.stages
                 .iter()
                 .zip(&config.stages)
                 .map(|(dims, stage)| {
                     let active = &dims.blocks[..dims.depth as usize];
                     if stage.choice == ChoiceScope::Stage {
-                        json!(pick(&active[0]))
+                        pick(&active[0])
                     } else {
-                        json!(active.iter().map(pick).collect::<Vec<_>>())
+                        Value::Array(active.iter().map(pick).collect())
                     }
                 })
                 .collect()
@@ -386,8 +386,8 @@ impl Dims {
             "resolution": self.resolution,
             "width": width,
             "depth": self.stages.iter().map(|s| s.depth).collect::<Vec<_>>(),
-            "kernel": per_stage(&|b| b.kernel as f64),
-            "expand": per_stage(&|b| b.expand),
+            "kernel": per_stage(&|b| json!(b.kernel)),
+            "expand": per_stage(&|b| if b.expand.fract() == 0.0 { json!(b.expand as i64) } else { json!(b.expand) }),
         })
     }
 }
