@@ -212,7 +212,7 @@ pub fn export(options: &ExportOptions, plugin_path: &[PathBuf]) -> Result<PathBu
         .abs()
         .max()
         .double_value(&[]);
-    if !(diff <= MAX_MODULE_DIFF) {
+    if diff.is_nan() || diff > MAX_MODULE_DIFF {
         bail!(
             "the traced module's logits differ from the supernet's by {diff:.3e} (limit {MAX_MODULE_DIFF:e}); the space's forward may not be traceable"
         );
