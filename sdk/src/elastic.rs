@@ -279,6 +279,8 @@ pub struct ElasticConv2d {
     pub stride: i64,
     /// Depthwise (`groups` = channels; output channels = input channels).
     pub depthwise: bool,
+    /// Zero padding; `None` pads `k / 2` for the active kernel `k` ("same" for odd kernels).
+    pub padding: Option<i64>,
     ids: Vec<usize>,
 }
 
@@ -317,8 +319,19 @@ impl ElasticConv2d {
             bias,
             stride,
             depthwise,
+            padding: None,
             ids,
         }
+    }
+
+    /// The same layer with a fixed zero padding (e.g. 0 for a ViT's patch embedding).
+    pub fn with_padding(mut self, padding: i64) -> Self {
+        self.padding = Some(padding);
+        self
+    }
+
+    fn padding_for(&self, kernel: i64) -> i64 {
+        self.padding.unwrap_or(kernel / 2)
     }
 
     /// The largest output channels.
@@ -371,7 +384,7 @@ impl ElasticConv2d {
             &weight,
             bias.as_ref(),
             [self.stride, self.stride],
-            [kernel / 2, kernel / 2],
+            [self.padding_for(kernel); 2],
             [1, 1],
             groups,
         );
@@ -391,7 +404,8 @@ impl ElasticConv2d {
         kernel: i64,
         (h_in, w_in): (i64, i64),
     ) -> (i64, i64) {
-        let out = |size: i64| (size + 2 * (kernel / 2) - kernel) / self.stride + 1;
+        let padding = self.padding_for(kernel);
+        let out = |size: i64| (size + 2 * padding - kernel) / self.stride + 1;
         let (h_out, w_out) = (out(h_in), out(w_in));
         let (c_out, groups) = if self.depthwise {
             (c_in, c_in)
@@ -746,16 +760,17 @@ impl ElasticSelfAttention {
     }
 
     /// `[n, tokens, embed] -> [n, tokens, embed]` with `heads` heads; `head_gate` multiplies each
-    /// head's output. `patch_grid` is the `(rows, cols)` of patch tokens after the class token,
-    /// needed by the relative position encoding.
+    /// head's output. With a relative position encoding, tokens are the class token followed by
+    /// a square grid of patches.
     pub fn forward(&self, x: &Tensor, heads: i64, head_gate: Option<&Tensor>) -> Tensor {
         let size = x.size();
-        let (n, tokens, embed) = (size[0], size[1], size[2]);
+        let (tokens, embed) = (size[1], size[2]);
         let (weight, bias) = self.active_qkv(embed, heads);
-        // [n, t, 3 * h * d] -> [3, n, h, t, d]
+        // [n, t, 3 * h * d] -> [3, n, h, t, d]. The batch stays -1 so a traced module accepts
+        // any batch size.
         let qkv = x
             .linear(&weight, bias.as_ref())
-            .view([n, tokens, 3, heads, self.head_dim])
+            .view([-1, tokens, 3, heads, self.head_dim])
             .permute([2, 0, 3, 1, 4]);
         let (q, k, v) = (qkv.get(0), qkv.get(1), qkv.get(2));
         let scale = 1.0 / (self.head_dim as f64).sqrt();
@@ -785,7 +800,7 @@ impl ElasticSelfAttention {
         };
         let out = out
             .transpose(1, 2)
-            .reshape([n, tokens, heads * self.head_dim]);
+            .reshape([-1, tokens, heads * self.head_dim]);
         self.proj.forward(&out, embed, None)
     }
 
