@@ -2,7 +2,10 @@
 the check images and compares with the supernet's logits; loads weights.safetensors with the
 safetensors package and checks the manifest's shapes. Prints one JSON line; exits 1 on a mismatch.
 
-Usage: python bench/check_export.py EXPORT_DIR [--limit 1e-4]
+With `--against FILE` (written by `nas eval --save-logits FILE`), the module must also reproduce
+`nas eval`'s logits on that file's images.
+
+Usage: python bench/check_export.py EXPORT_DIR [--against LOGITS.safetensors] [--limit 1e-4]
 """
 import argparse
 import json
@@ -17,6 +20,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("export_dir", type=pathlib.Path)
     parser.add_argument("--limit", type=float, default=1e-4)
+    parser.add_argument("--against", type=pathlib.Path)
     args = parser.parse_args()
     folder = args.export_dir
     manifest = json.loads((folder / "arch.json").read_text())
@@ -43,8 +47,19 @@ def main() -> int:
         "manifest_params": manifest["params"],
         "torch": torch.__version__,
     }
+    ok = diff <= args.limit and diff_single <= args.limit and shapes_ok
+    if args.against is not None:
+        reference = load_file(str(args.against))
+        with torch.no_grad():
+            eval_logits = module(reference["input"])
+        eval_diff = (eval_logits - reference["logits"]).abs().max().item()
+        result["max_abs_diff_vs_nas_eval"] = eval_diff
+        result["nas_eval_examples"] = reference["input"].shape[0]
+        agree = (eval_logits.argmax(-1) == reference["logits"].argmax(-1)).float().mean().item()
+        result["argmax_agreement_vs_nas_eval"] = agree
+        ok = ok and eval_diff <= args.limit
     print(json.dumps(result))
-    return 0 if diff <= args.limit and diff_single <= args.limit and shapes_ok else 1
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -128,7 +128,7 @@ pub fn eval_archs(
         data.train.len(),
         config.train.batch_size,
         // Calibration batches come from their own stream, not the training order.
-        config.run.seed ^ 0x5eed_ca1b,
+        crate::eval::calibration_seed(config.run.seed),
     )?;
     let mut records = Vec::new();
     for text in archs {
@@ -209,6 +209,7 @@ pub fn eval(
     bn: Option<&str>,
     calib_batches: Option<usize>,
     split: &str,
+    save_logits: Option<&Path>,
     plugin_path: &[PathBuf],
 ) -> Result<()> {
     let policy = BnPolicy::for_run(&load_run_config(run_dir)?, bn, calib_batches)?;
@@ -216,7 +217,59 @@ pub fn eval(
     print_eval_table(&records);
     let path = write_eval_records(run_dir, &records)?;
     println!("results: {}", path.display());
+    if let Some(out) = save_logits {
+        let [arch] = archs else {
+            bail!("--save-logits takes exactly one --arch");
+        };
+        write_logits(run_dir, arch, policy, split, out, plugin_path)?;
+        println!("logits: {}", out.display());
+    }
     Ok(())
+}
+
+/// Writes `{input, labels, logits}` of one arch on one split (the images as the space sees them).
+fn write_logits(
+    run_dir: &Path,
+    arch_text: &str,
+    policy: BnPolicy,
+    split_name: &str,
+    out: &Path,
+    plugin_path: &[PathBuf],
+) -> Result<()> {
+    let TrainedRun {
+        config,
+        data,
+        space,
+        ..
+    } = TrainedRun::open(run_dir, plugin_path)?;
+    let split = match split_name {
+        "test" => &data.test,
+        "holdout" => &data.holdout,
+        other => bail!("--split `{other}`: use test or holdout"),
+    };
+    let arch = space.parse_arch(arch_text)?;
+    let mut calibration = BatchSource::new(
+        data.train.len(),
+        config.train.batch_size,
+        crate::eval::calibration_seed(config.run.seed),
+    )?;
+    let logits = crate::eval::logits(
+        &space.client,
+        &space.origin,
+        &arch,
+        split,
+        config.eval.batch_size,
+        policy,
+        Some((&data.train, &mut calibration)),
+    )?;
+    crate::io::write_safetensors_atomic(
+        out,
+        &[
+            ("input".to_string(), split.images.shallow_clone()),
+            ("labels".to_string(), split.labels.shallow_clone()),
+            ("logits".to_string(), logits),
+        ],
+    )
 }
 
 /// `nas complexity`.

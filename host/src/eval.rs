@@ -10,10 +10,16 @@
 use anyhow::{bail, Result};
 use nas_sdk::{Arch, ForwardOptions, SpaceClient};
 use serde::Serialize;
-use tch::Kind;
+use tch::{Kind, Tensor};
 
 use crate::data::{BatchSource, Split};
 use crate::plugins::Origin;
+
+/// Seed of the calibration batch order: its own stream, not the training order, and the same for
+/// `nas eval`, `nas search` and `nas export`, so all three calibrate an arch identically.
+pub fn calibration_seed(run_seed: u64) -> u64 {
+    run_seed ^ 0x5eed_ca1b
+}
 
 /// How BN statistics are obtained for an evaluation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -166,4 +172,34 @@ pub fn prepare_bn(
             ForwardOptions::EVAL
         }
     })
+}
+
+/// Logits of `arch` for every example of `split` under `policy` (recalibrating first if asked),
+/// in batches of `batch_size`.
+pub fn logits(
+    space: &SpaceClient,
+    origin: &Origin,
+    arch: &Arch,
+    split: &Split,
+    batch_size: usize,
+    policy: BnPolicy,
+    calibration: Option<(&Split, &mut BatchSource)>,
+) -> Result<Tensor> {
+    let options = prepare_bn(space, origin, arch, policy, calibration)?;
+    let mut parts = Vec::new();
+    tch::no_grad(|| -> Result<()> {
+        let mut start = 0;
+        while start < split.len() {
+            let count = batch_size.min(split.len() - start);
+            let (images, _) = split.slice(start, count);
+            parts.push(
+                space
+                    .forward(&images, arch, None, &options)
+                    .map_err(|e| origin.error("forward", e))?,
+            );
+            start += count;
+        }
+        Ok(())
+    })?;
+    Ok(Tensor::cat(&parts, 0))
 }

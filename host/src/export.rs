@@ -134,7 +134,7 @@ pub fn export(options: &ExportOptions, plugin_path: &[PathBuf]) -> Result<PathBu
         data.train.len(),
         config.train.batch_size,
         // The same calibration stream as `nas eval`, so both see the same statistics.
-        config.run.seed ^ 0x5eed_ca1b,
+        crate::eval::calibration_seed(config.run.seed),
     )?;
     let eval_options = prepare_bn(
         &space.client,

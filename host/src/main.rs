@@ -70,6 +70,10 @@ enum Command {
         arch: Vec<String>,
         #[command(flatten)]
         subnet_eval: SubnetEvalArgs,
+        /// Also write the split's images, labels and this arch's logits (one --arch only) to a
+        /// safetensors file, e.g. to compare an exported module with the supernet.
+        #[arg(long, value_name = "FILE")]
+        save_logits: Option<PathBuf>,
     },
     /// Exact MACs ("FLOPs") and parameters of a subnet.
     Complexity {
@@ -208,12 +212,14 @@ fn main() -> ExitCode {
             run,
             arch,
             subnet_eval: e,
+            save_logits,
         } => commands::eval(
             &run,
             &arch,
             e.bn.as_deref(),
             e.calib_batches,
             &e.split,
+            save_logits.as_deref(),
             &cli.plugin_path,
         ),
         Command::Complexity {

@@ -203,7 +203,7 @@ pub fn run_search(options: &SearchOptions, plugin_path: &[PathBuf]) -> Result<Se
     let calibration = BatchSource::new(
         data.train.len(),
         config.train.batch_size,
-        options.seed ^ 0x5eed_ca1b,
+        crate::eval::calibration_seed(options.seed),
     )?;
     let mut objective = SupernetObjective {
         space: &space,
