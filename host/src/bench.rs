@@ -2,11 +2,14 @@
 //!
 //! Reports steps/s and where a step's time goes; the host overhead is the share of wall time
 //! spent outside libtorch work (planning, checks, complexity and bookkeeping). Compare with the
-//! PyTorch peer `bench/peer_nb201.py` (see `scripts/bench.sh`).
+//! PyTorch peers `bench/peer_nb201.py` and `bench/peer_vit.py` (see `scripts/bench.sh` and
+//! `scripts/bench-spaces.sh`). With `--arch A --compare-plain` it also trains subnet `A` as a
+//! plain model (the space rebuilt at the subnet's sizes) in the same run, which measures what
+//! weight slicing costs.
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Args;
 use serde::Serialize;
 
@@ -19,18 +22,36 @@ use crate::{
 /// Options of `nas bench`.
 #[derive(Args, Clone, Debug)]
 pub struct BenchOptions {
+    /// Space: `nb201`, `cnn`, `vit` (or any space plugin).
+    #[arg(long, default_value = "nb201")]
+    pub space: String,
+    /// The space's config as JSON (cnn/vit: e.g. '{"preset": "autoformer-tiny"}'); NB201 takes
+    /// --channels and --cells instead.
+    #[arg(long, value_name = "JSON")]
+    pub space_config: Option<String>,
     /// NB201 channels C.
     #[arg(long, default_value_t = 16)]
     pub channels: i64,
     /// NB201 cells per stage N.
     #[arg(long, default_value_t = 5)]
     pub cells: i64,
+    /// Train this one arch every step (the `fixed` sampler) instead of uniform sampling.
+    #[arg(long)]
+    pub arch: Option<String>,
+    /// Also train the same arch as a plain model (the space rebuilt at exactly the subnet's sizes,
+    /// as `nas export` does), alternating blocks of steps with the supernet in one run, and report
+    /// the supernet's slicing overhead. Needs --arch.
+    #[arg(long, requires = "arch")]
+    pub compare_plain: bool,
     /// Batch size.
     #[arg(long, default_value_t = 64)]
     pub batch: usize,
     /// Input resolution (3-channel synthetic images).
     #[arg(long, default_value_t = 32)]
     pub resolution: i64,
+    /// Classes of the synthetic data.
+    #[arg(long, default_value_t = 10)]
+    pub classes: i64,
     /// Timed steps.
     #[arg(long, default_value_t = 50)]
     pub steps: u64,
@@ -51,6 +72,7 @@ pub struct BenchOptions {
 #[derive(Serialize)]
 struct BenchReport {
     options: String,
+    model: &'static str,
     steps: u64,
     steps_per_s: f64,
     mean_step_ms: f64,
@@ -60,34 +82,41 @@ struct BenchReport {
     optimizer_share_percent: f64,
 }
 
-/// Runs the benchmark.
-pub fn bench(options: &BenchOptions, plugin_path: &[PathBuf]) -> Result<()> {
+/// Steps per block when the supernet and the plain model alternate.
+const BLOCK: u64 = 5;
+
+fn config_for(options: &BenchOptions, space: &str, space_config: toml::Table) -> RunConfig {
     let mut config = RunConfig::with_default_components();
     config.run.seed = options.seed;
     config.run.device = "cpu".into();
     config.data.dataset = "synthetic".into();
     config.data.synthetic_resolution = options.resolution;
     config.data.synthetic_channels = 3;
+    config.data.synthetic_classes = options.classes;
     config.data.synthetic_train = options.batch * (options.steps + options.warmup) as usize;
     config.data.synthetic_test = options.batch;
-    config
-        .space
-        .config
-        .insert("channels".into(), options.channels.into());
-    config
-        .space
-        .config
-        .insert("cells_per_stage".into(), options.cells.into());
+    config.space.name = space.to_string();
+    config.space.config = space_config;
     config.train.batch_size = options.batch;
     config.train.steps = options.steps + options.warmup;
-    tch::set_num_threads(options.threads as i32);
-    let device = device::select(&config.run.device)?;
-    let catalog = session::catalog(&config.plugins.path, plugin_path);
-    let run_dir = std::env::temp_dir().join(format!("nas-bench-{}", std::process::id()));
-    let mut trainer = Trainer::new(config, run_dir, catalog, device, false)?;
-    trainer.bench_steps(options.warmup)?;
-    let timings = trainer.bench_steps(options.steps)?;
-    let sum = timings
+    config
+}
+
+fn fixed_sampler(config: &mut RunConfig, choices: &[u32]) {
+    config.sampler.name = "fixed".into();
+    config.sampler.config = toml::Table::new();
+    config.sampler.config.insert(
+        "choices".into(),
+        toml::Value::Array(choices.iter().map(|&c| i64::from(c).into()).collect()),
+    );
+}
+
+fn json_to_table(json: &str, what: &str) -> Result<toml::Table> {
+    serde_json::from_str(json).with_context(|| format!("{what} must be a JSON object"))
+}
+
+fn summarise(timings: &[StepTimings]) -> StepTimings {
+    timings
         .iter()
         .fold(StepTimings::default(), |acc, t| StepTimings {
             host: acc.host + t.host,
@@ -95,38 +124,145 @@ pub fn bench(options: &BenchOptions, plugin_path: &[PathBuf]) -> Result<()> {
             compute: acc.compute + t.compute,
             optimizer: acc.optimizer + t.optimizer,
             total: acc.total + t.total,
-        });
+        })
+}
+
+fn report(description: String, model: &'static str, sum: &StepTimings, steps: u64) -> BenchReport {
     let share = |x: f64| 100.0 * x / sum.total;
-    let report = BenchReport {
-        options: format!(
-            "nb201 C={} N={} batch={} {}x{} threads={} steps={} warmup={}",
-            options.channels,
-            options.cells,
-            options.batch,
-            options.resolution,
-            options.resolution,
-            options.threads,
-            options.steps,
-            options.warmup
-        ),
-        steps: options.steps,
-        steps_per_s: options.steps as f64 / sum.total,
-        mean_step_ms: 1000.0 * sum.total / options.steps as f64,
+    BenchReport {
+        options: description,
+        model,
+        steps,
+        steps_per_s: steps as f64 / sum.total,
+        mean_step_ms: 1000.0 * sum.total / steps as f64,
         host_share_percent: share(sum.host),
         data_share_percent: share(sum.data),
         compute_share_percent: share(sum.compute),
         optimizer_share_percent: share(sum.optimizer),
+    }
+}
+
+fn print_report(report: &BenchReport) {
+    println!("{} [{}]", report.options, report.model);
+    println!("  steps/s          {:.3}", report.steps_per_s);
+    println!("  mean step        {:.1} ms", report.mean_step_ms);
+    println!("  host overhead    {:.2} %", report.host_share_percent);
+    println!("  batch gather     {:.2} %", report.data_share_percent);
+    println!("  fwd+loss+bwd     {:.2} %", report.compute_share_percent);
+    println!("  optimizer        {:.2} %", report.optimizer_share_percent);
+}
+
+/// Runs the benchmark.
+pub fn bench(options: &BenchOptions, plugin_path: &[PathBuf]) -> Result<()> {
+    let space_config = match (&options.space_config, options.space.as_str()) {
+        (Some(json), _) => json_to_table(json, "--space-config")?,
+        (None, "nb201") => {
+            let mut table = toml::Table::new();
+            table.insert("channels".into(), options.channels.into());
+            table.insert("cells_per_stage".into(), options.cells.into());
+            table
+        }
+        (None, _) => toml::Table::new(),
     };
+    let mut config = config_for(options, &options.space, space_config);
+    tch::set_num_threads(options.threads as i32);
+    let device = device::select(&config.run.device)?;
+    let catalog = session::catalog(&config.plugins.path, plugin_path);
+    let mut description = format!(
+        "{} {} batch={} {}x{} threads={} steps={} warmup={}",
+        options.space,
+        match options.space.as_str() {
+            "nb201" if options.space_config.is_none() =>
+                format!("C={} N={}", options.channels, options.cells),
+            _ => options.space_config.clone().unwrap_or_else(|| "{}".into()),
+        },
+        options.batch,
+        options.resolution,
+        options.resolution,
+        options.threads,
+        options.steps,
+        options.warmup
+    );
+    let mut plain_config = None;
+    if let Some(arch_text) = &options.arch {
+        // A throwaway instance parses the arch and describes its subnet.
+        let space = session::Space::create(
+            &catalog,
+            &config.space,
+            Some((3, options.resolution, options.classes)),
+        )?;
+        let arch = space.parse_arch(arch_text)?;
+        description.push_str(&format!(" arch={}", space.arch_text(&arch)?));
+        fixed_sampler(&mut config, arch.choices());
+        if options.compare_plain {
+            let subnet = space
+                .client
+                .subnet_config(&arch)
+                .map_err(|e| space.origin.error("subnet_config", e))?;
+            let mut plain = config_for(
+                options,
+                &options.space,
+                json_to_table(&subnet, "the subnet config")?,
+            );
+            fixed_sampler(&mut plain, &[]);
+            plain_config = Some(plain);
+        }
+    }
+    let run_dir = std::env::temp_dir().join(format!("nas-bench-{}", std::process::id()));
+    let mut supernet = Trainer::new(config, run_dir.clone(), catalog.clone(), device, false)?;
+    supernet.bench_steps(options.warmup)?;
+    let mut reports = Vec::new();
+    match plain_config {
+        None => {
+            let timings = supernet.bench_steps(options.steps)?;
+            reports.push(report(
+                description,
+                "supernet",
+                &summarise(&timings),
+                options.steps,
+            ));
+        }
+        Some(plain_config) => {
+            let mut plain =
+                Trainer::new(plain_config, run_dir.join("plain"), catalog, device, false)?;
+            plain.bench_steps(options.warmup)?;
+            let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+            let mut done = 0;
+            // Alternating blocks expose both to the same machine conditions.
+            while done < options.steps {
+                let block = BLOCK.min(options.steps - done);
+                ours.extend(supernet.bench_steps(block)?);
+                theirs.extend(plain.bench_steps(block)?);
+                done += block;
+            }
+            reports.push(report(
+                description.clone(),
+                "supernet",
+                &summarise(&ours),
+                options.steps,
+            ));
+            reports.push(report(
+                description,
+                "plain subnet",
+                &summarise(&theirs),
+                options.steps,
+            ));
+        }
+    }
     if options.json {
-        println!("{}", serde_json::to_string(&report)?);
+        for report in &reports {
+            println!("{}", serde_json::to_string(report)?);
+        }
     } else {
-        println!("{}", report.options);
-        println!("  steps/s          {:.3}", report.steps_per_s);
-        println!("  mean step        {:.1} ms", report.mean_step_ms);
-        println!("  host overhead    {:.2} %", report.host_share_percent);
-        println!("  batch gather     {:.2} %", report.data_share_percent);
-        println!("  fwd+loss+bwd     {:.2} %", report.compute_share_percent);
-        println!("  optimizer        {:.2} %", report.optimizer_share_percent);
+        for report in &reports {
+            print_report(report);
+        }
+        if let [supernet, plain] = reports.as_slice() {
+            println!(
+                "slicing overhead: supernet step / plain step = {:.3}x",
+                supernet.mean_step_ms / plain.mean_step_ms
+            );
+        }
     }
     Ok(())
 }
