@@ -17,8 +17,8 @@ ratio() {
 import json, sys
 rows = [json.loads(l) for l in sys.stdin if l.startswith("{")]
 for r in rows:
-    print(f"  {r[\"model\"]:13s} {r[\"steps_per_s\"]:.3f} steps/s ({r[\"mean_step_ms\"]:.1f} ms)")
-print(f"  slicing overhead {rows[0][\"mean_step_ms\"] / rows[1][\"mean_step_ms\"]:.3f}x")'
+    print("  %-13s %.3f steps/s (%.1f ms)" % (r["model"], r["steps_per_s"], r["mean_step_ms"]))
+print("  slicing overhead %.3fx" % (rows[0]["mean_step_ms"] / rows[1]["mean_step_ms"]))'
 }
 echo "== slicing overhead: attentivenas-small (32x32, batch 64)"
 $nas bench --json --space cnn --space-config '{"preset":"attentivenas-small","input_channels":3,"resolution":32}' \

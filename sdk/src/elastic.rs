@@ -352,10 +352,14 @@ impl ElasticConv2d {
         } else {
             first(&first(&self.weight, 0, c_out), 1, c_in)
         };
-        (
-            centre_crop(&weight, kernel),
-            self.bias.as_ref().map(|b| first(b, 0, c_out)),
-        )
+        let weight = centre_crop(&weight, kernel);
+        // A sliced weight is a strided view; convolution kernels want it dense.
+        let weight = if weight.is_contiguous() {
+            weight
+        } else {
+            weight.contiguous()
+        };
+        (weight, self.bias.as_ref().map(|b| first(b, 0, c_out)))
     }
 
     /// `[n, c_in, h, w] -> [n, c_out, h', w']` with the centre `kernel x kernel` crop (`c_in` is
