@@ -45,11 +45,11 @@ impl Space {
     /// classes) fills `input_channels`, `resolution` and `num_classes` when the space has those
     /// fields and the config does not set them.
     pub fn create(
-        catalog: &SharedCatalog,
+        catalog_handle: &SharedCatalog,
         section: &ComponentSection,
         dataset: Option<(i64, i64, i64)>,
     ) -> Result<Self> {
-        let mut catalog = catalog.borrow_mut();
+        let mut catalog = catalog_handle.borrow_mut();
         let (_, info) = catalog.resolve(nas_sdk::ComponentKind::Space, &section.name)?;
         let defaults: serde_json::Value =
             serde_json::from_str(&info.default_config).unwrap_or_default();
@@ -68,18 +68,9 @@ impl Space {
                 }
             }
         }
+        drop(catalog);
         let config_json = serde_json::Value::Object(config).to_string();
-        let (client, origin) = catalog.new_space(&section.name, &config_json)?;
-        let decisions = client
-            .decisions()
-            .map_err(|e| origin.error("decisions", e))?;
-        Ok(Space {
-            client,
-            origin,
-            decisions,
-            config_json,
-            complexity_cache: RefCell::new(HashMap::new()),
-        })
+        Self::from_json(catalog_handle, &section.name, &config_json)
     }
 
     /// Builds space `name` from a complete JSON config (e.g. a subnet config from

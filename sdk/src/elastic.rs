@@ -921,13 +921,7 @@ pub fn additive_cost_table(
     let mut error = CostModelError::default();
     for arch in &archs {
         let exact = cost(arch)?;
-        let model = table.base
-            + arch
-                .choices()
-                .iter()
-                .enumerate()
-                .map(|(i, &j)| table.per_option[i][j as usize])
-                .sum::<f64>();
+        let model = table.estimate(arch);
         let relative = ((model - exact) / exact.max(1.0)).abs();
         error.mean_relative += relative / n;
         error.max_relative = error.max_relative.max(relative);

@@ -192,6 +192,29 @@ pub struct CostTable {
     pub per_option: RVec<RVec<f64>>,
 }
 
+impl CostTable {
+    /// The model's cost of `arch`: `base` plus the cost of each chosen option.
+    ///
+    /// ```
+    /// use nas_sdk::{Arch, CostTable, Metric};
+    /// let table = CostTable {
+    ///     metric: Metric::Macs,
+    ///     base: 10.0,
+    ///     per_option: vec![vec![0.0, 3.0].into(), vec![0.0, 5.0, 10.0].into()].into(),
+    /// };
+    /// assert_eq!(table.estimate(&Arch::new(vec![1, 2])), 23.0);
+    /// ```
+    pub fn estimate(&self, arch: &Arch) -> f64 {
+        self.base
+            + arch
+                .choices()
+                .iter()
+                .zip(self.per_option.iter())
+                .map(|(&j, costs)| costs[j as usize])
+                .sum::<f64>()
+    }
+}
+
 /// Where a supernet lives.
 #[repr(C)]
 #[derive(StableAbi, Clone, Copy, Debug, PartialEq, Eq)]

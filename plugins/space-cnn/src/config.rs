@@ -1,6 +1,6 @@
 //! The space's configuration: presets and validation.
 
-use nas_sdk::{elastic::Activation, PluginError, PluginResult};
+use nas_sdk::{elastic::Activation, plugin::parse_preset_config, PluginError, PluginResult};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -249,31 +249,7 @@ impl CnnConfig {
     /// Parses a config: the preset named by `preset` (default `attentivenas`) with the given
     /// fields replacing the preset's.
     pub fn parse(json_text: &str) -> PluginResult<Self> {
-        let json_text = if json_text.trim().is_empty() {
-            "{}"
-        } else {
-            json_text
-        };
-        let user: Value = serde_json::from_str(json_text)
-            .map_err(|err| PluginError::config(format!("config of `cnn`: {err}")))?;
-        let Some(user) = user.as_object() else {
-            return Err(PluginError::config("config of `cnn` must be a table"));
-        };
-        let name = match user.get("preset") {
-            None => "attentivenas",
-            Some(Value::String(name)) => name.as_str(),
-            Some(other) => {
-                return Err(PluginError::config(format!(
-                    "cnn: field `preset` must be a string, got {other}"
-                )))
-            }
-        };
-        let mut merged = preset(name)?;
-        for (key, value) in user {
-            merged[key] = value.clone();
-        }
-        let config: CnnConfig = serde_json::from_value(merged)
-            .map_err(|err| PluginError::config(format!("config of `cnn`: {err}")))?;
+        let config: Self = parse_preset_config("cnn", json_text, "attentivenas", preset)?;
         config.validate()?;
         Ok(config)
     }

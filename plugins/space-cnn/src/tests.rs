@@ -397,13 +397,7 @@ fn cost_table_error_is_small() {
         for _ in 0..500 {
             let arch = random_arch(&s, &mut rng);
             let exact = metric.of(&s.complexity(&arch).unwrap()) as f64;
-            let model = table.base
-                + arch
-                    .choices()
-                    .iter()
-                    .enumerate()
-                    .map(|(i, &j)| table.per_option[i][j as usize])
-                    .sum::<f64>();
+            let model = table.estimate(&arch);
             let relative = ((model - exact) / exact).abs();
             mean += relative / 500.0;
             max = max.max(relative);

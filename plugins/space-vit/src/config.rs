@@ -1,6 +1,6 @@
 //! The space's configuration: presets and validation.
 
-use nas_sdk::{PluginError, PluginResult};
+use nas_sdk::{plugin::parse_preset_config, PluginError, PluginResult};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -112,31 +112,7 @@ impl VitConfig {
     /// Parses a config: the preset named by `preset` (default `autoformer-tiny`) with the given
     /// fields replacing the preset's.
     pub fn parse(json_text: &str) -> PluginResult<Self> {
-        let json_text = if json_text.trim().is_empty() {
-            "{}"
-        } else {
-            json_text
-        };
-        let user: Value = serde_json::from_str(json_text)
-            .map_err(|err| PluginError::config(format!("config of `vit`: {err}")))?;
-        let Some(user) = user.as_object() else {
-            return Err(PluginError::config("config of `vit` must be a table"));
-        };
-        let name = match user.get("preset") {
-            None => "autoformer-tiny",
-            Some(Value::String(name)) => name.as_str(),
-            Some(other) => {
-                return Err(PluginError::config(format!(
-                    "vit: field `preset` must be a string, got {other}"
-                )))
-            }
-        };
-        let mut merged = preset(name)?;
-        for (key, value) in user {
-            merged[key] = value.clone();
-        }
-        let config: VitConfig = serde_json::from_value(merged)
-            .map_err(|err| PluginError::config(format!("config of `vit`: {err}")))?;
+        let config: Self = parse_preset_config("vit", json_text, "autoformer-tiny", preset)?;
         config.validate()?;
         Ok(config)
     }
