@@ -38,6 +38,47 @@ fn deit_matches_reference_figures() {
     }
 }
 
+/// AutoFormer-S and AutoFormer-B, the released subnet configs (`experiments/subnet/*.yaml` of
+/// the official code), reproduce the published 22.9M and 53.7M parameters with relative
+/// positions on; without them they would read 22.8M and 53.6M.
+#[test]
+fn autoformer_small_and_base_match_published_parameters() {
+    let small = (
+        "autoformer-small",
+        r#"{"embed_dim": 384, "depth": 13, "heads": [6, 6, 5, 7, 5, 5, 5, 6, 6, 7, 7, 6, 7],
+            "mlp_ratio": [3.0, 3.5, 3.0, 3.5, 4.0, 4.0, 4.0, 4.0, 4.0, 4.0, 4.0, 3.5, 4.0]}"#,
+        22_891_432u64,
+        "22.9",
+    );
+    let base = (
+        "autoformer-base",
+        r#"{"embed_dim": 576, "depth": 14, "heads": [9, 9, 9, 9, 9, 10, 9, 9, 10, 9, 10, 9, 9, 10],
+            "mlp_ratio": [3.5, 3.5, 4.0, 3.5, 4.0, 3.5, 3.5, 3.0, 4.0, 4.0, 3.0, 4.0, 3.0, 3.5]}"#,
+        53_691_688,
+        "53.7",
+    );
+    for (preset, arch, params, published) in [small, base] {
+        let s = space(&format!(r#"{{"preset": "{preset}"}}"#));
+        let arch = s.arch_from_text(arch).unwrap();
+        let c = s.complexity(&arch).unwrap();
+        assert_eq!(c.params, params, "{preset}");
+        assert_eq!(
+            format!("{:.1}", c.params as f64 / 1e6),
+            published,
+            "{preset}"
+        );
+        let without = space(&format!(
+            r#"{{"preset": "{preset}", "relative_position": false}}"#
+        ));
+        let c = without.complexity(&arch).unwrap();
+        assert_ne!(
+            format!("{:.1}", c.params as f64 / 1e6),
+            published,
+            "{preset}"
+        );
+    }
+}
+
 /// DeiT built from the elastic layers has exactly timm's tensors (names and shapes).
 #[test]
 fn deit_tiny_has_timms_tensors() {
