@@ -62,7 +62,8 @@ impl Default for RunSection {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct DataSection {
-    /// `fashion-mnist`, `cifar10` (the binary version's folder) or `synthetic`.
+    /// `fashion-mnist`, `cifar10` (the binary version's folder), `image-folder` (see
+    /// [`ImageFolderSection`]) or `synthetic`.
     pub dataset: String,
     /// Folder of the dataset files; empty = look in `$NAS_DATA_DIR/<dataset>`, `./data/<dataset>`
     /// and (Fashion-MNIST) `/usr/share/datasets/fashion-mnist`.
@@ -80,6 +81,28 @@ pub struct DataSection {
     pub synthetic_channels: i64,
     /// Synthetic dataset: image height = width.
     pub synthetic_resolution: i64,
+    /// Image-folder dataset: how images are read.
+    pub image_folder: ImageFolderSection,
+}
+
+/// `[data.image_folder]`: a folder with `train/<class>/*` and `test/<class>/*` images (PNG, JPEG
+/// or BMP; `val/` is accepted for `test/`), classes in sorted folder-name order.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ImageFolderSection {
+    /// Every image is resized (bilinear, aspect ratio not kept) to `size x size`.
+    pub size: u32,
+    /// Read images as one grey channel instead of RGB.
+    pub grayscale: bool,
+}
+
+impl Default for ImageFolderSection {
+    fn default() -> Self {
+        ImageFolderSection {
+            size: 32,
+            grayscale: false,
+        }
+    }
 }
 
 impl Default for DataSection {
@@ -93,6 +116,7 @@ impl Default for DataSection {
             synthetic_classes: 10,
             synthetic_channels: 3,
             synthetic_resolution: 32,
+            image_folder: ImageFolderSection::default(),
         }
     }
 }

@@ -73,6 +73,25 @@ pub struct DataInfo {
     pub holdout: usize,
     /// Test images.
     pub test: usize,
+    /// Per-channel mean and std the images were normalised with, after scaling pixels to [0, 1]
+    /// (empty for synthetic data, which is drawn normalised).
+    pub mean: Vec<f64>,
+    /// See `mean`.
+    pub std: Vec<f64>,
+}
+
+impl DataInfo {
+    /// How images reach a space, in words (for export manifests).
+    pub fn normalisation(&self) -> String {
+        if self.mean.is_empty() {
+            "none: synthetic images are drawn already normalised".into()
+        } else {
+            format!(
+                "pixels / 255, then per channel (x - {:?}) / {:?}",
+                self.mean, self.std
+            )
+        }
+    }
 }
 
 /// A dataset in memory.
@@ -93,15 +112,6 @@ pub struct Dataset {
     pub info: DataInfo,
 }
 
-/// How images of `dataset` are normalised before they reach a space (for export manifests).
-pub fn normalisation_of(dataset: &str) -> &'static str {
-    match dataset {
-        "fashion-mnist" => "pixels / 255, then (x - 0.2860) / 0.3530",
-        "cifar10" => "pixels / 255, then per channel (x - [0.4914, 0.4822, 0.4465]) / [0.2470, 0.2435, 0.2616]",
-        _ => "none: synthetic images are drawn already normalised",
-    }
-}
-
 const FASHION_MEAN: [f64; 1] = [0.2860];
 const FASHION_STD: [f64; 1] = [0.3530];
 const CIFAR_MEAN: [f64; 3] = [0.4914, 0.4822, 0.4465];
@@ -110,7 +120,7 @@ const CIFAR_STD: [f64; 3] = [0.2470, 0.2435, 0.2616];
 impl Dataset {
     /// Loads the configured dataset onto `device`, carving `holdout` training images (seeded).
     pub fn load(section: &DataSection, seed: u64, device: Device) -> Result<Self> {
-        let (train, test, classes, path) = match section.dataset.as_str() {
+        let (train, test, classes, path, (mean, std)) = match section.dataset.as_str() {
             "fashion-mnist" => {
                 let dir = locate(section, "fashion-mnist", &["train-images-idx3-ubyte.gz"])?;
                 let train = read_idx_pair(&dir, "train")?;
@@ -120,6 +130,7 @@ impl Dataset {
                     normalise(test, &FASHION_MEAN, &FASHION_STD),
                     10,
                     dir.display().to_string(),
+                    (FASHION_MEAN.to_vec(), FASHION_STD.to_vec()),
                 )
             }
             "cifar10" => {
@@ -138,14 +149,29 @@ impl Dataset {
                     normalise(test, &CIFAR_MEAN, &CIFAR_STD),
                     10,
                     dir.display().to_string(),
+                    (CIFAR_MEAN.to_vec(), CIFAR_STD.to_vec()),
+                )
+            }
+            "image-folder" => {
+                if section.path.as_os_str().is_empty() {
+                    bail!("config field `data.path` must name the image folder (with train/ and test/ inside) for dataset `image-folder`");
+                }
+                let folder = crate::image_folder::load(&section.path, &section.image_folder)?;
+                let (mean, std) = folder.train_statistics();
+                (
+                    normalise(folder.train, &mean, &std),
+                    normalise(folder.test, &mean, &std),
+                    folder.classes.len() as i64,
+                    section.path.display().to_string(),
+                    (mean, std),
                 )
             }
             "synthetic" => {
                 let (train, test) = synthetic(section, seed);
-                (train, test, section.synthetic_classes, String::new())
+                (train, test, section.synthetic_classes, String::new(), (Vec::new(), Vec::new()))
             }
             other => bail!(
-                "config field `data.dataset`: unknown dataset `{other}`; use fashion-mnist, cifar10 or synthetic"
+                "config field `data.dataset`: unknown dataset `{other}`; use fashion-mnist, cifar10, image-folder or synthetic"
             ),
         };
         let (train, holdout) = carve(train, section.holdout, seed)?;
@@ -156,6 +182,8 @@ impl Dataset {
             train: train.len(),
             holdout: holdout.len(),
             test: test.len(),
+            mean,
+            std,
         };
         Ok(Dataset {
             channels: size[1],

@@ -62,7 +62,7 @@ struct ExportManifest<'a> {
 struct InputSpec {
     shape: [i64; 4],
     dataset: String,
-    normalisation: &'static str,
+    normalisation: String,
 }
 
 /// How the module was made and checked.
@@ -240,7 +240,7 @@ pub fn export(options: &ExportOptions, plugin_path: &[PathBuf]) -> Result<PathBu
             input: InputSpec {
                 shape: [-1, data.channels, data.resolution, data.resolution],
                 dataset: data.info.dataset.clone(),
-                normalisation: crate::data::normalisation_of(&data.info.dataset),
+                normalisation: data.info.normalisation(),
             },
             torchscript: TorchScriptInfo {
                 file: "subnet.pt",

@@ -5,7 +5,7 @@
 //! | [`config`] | TOML run configuration, overrides, validation |
 //! | [`plugins`] | plugin discovery and the three load checks |
 //! | [`session`] | a space built from a plugin, and the host services plugins call |
-//! | [`data`] | datasets and seeded batch order |
+//! | [`data`], [`image_folder`] | datasets and seeded batch order |
 //! | [`optim`] | SGD with momentum groups, inactive-parameter rule, schedules, clipping |
 //! | [`trainer`] | the training loop |
 //! | [`checkpoint`] | atomic checkpoints and resume |
@@ -26,6 +26,7 @@ pub mod device;
 pub mod eval;
 pub mod export;
 pub mod groundtruth;
+pub mod image_folder;
 pub mod io;
 pub mod loss;
 pub mod metrics;

@@ -167,3 +167,59 @@ fn an_out_of_tree_plugin_crate_trains_through_the_cli() {
         );
     }
 }
+
+/// An image folder (train/<class>/*.png, test/<class>/*.png) trains and evaluates like any other
+/// dataset; its normalisation is computed from the training images and recorded.
+#[test]
+fn image_folder_dataset_trains_and_evaluates() {
+    let root = tempfile::tempdir().unwrap();
+    // Two classes told apart by brightness, 12x12 greyscale-ish RGB images of varied sizes.
+    for (split, count) in [("train", 24u32), ("test", 8)] {
+        for (class, base) in [("dark", 40u8), ("light", 200u8)] {
+            let dir = root.path().join(split).join(class);
+            std::fs::create_dir_all(&dir).unwrap();
+            for i in 0..count {
+                let size = 10 + i % 5;
+                let image = image::RgbImage::from_fn(size, size, |x, y| {
+                    let v = base.wrapping_add(((x * 7 + y * 3 + i) % 30) as u8);
+                    image::Rgb([v, v, v])
+                });
+                image.save(dir.join(format!("{i}.png"))).unwrap();
+            }
+        }
+    }
+    let out = tempfile::tempdir().unwrap();
+    let sets = [
+        format!("run.out_dir={}", out.path().display()),
+        "run.name=folder".into(),
+        "run.threads=1".into(),
+        "data.dataset=image-folder".into(),
+        format!("data.path={}", root.path().display()),
+        "data.image_folder.size=12".into(),
+        "space.config.channels=4".into(),
+        "space.config.cells_per_stage=1".into(),
+        "train.steps=4".into(),
+        "train.batch_size=8".into(),
+        "train.progress=false".into(),
+    ];
+    run_ok(
+        nas()
+            .arg("train")
+            .args(sets.iter().flat_map(|s| ["--set".to_string(), s.clone()])),
+    );
+    let run = out.path().join("folder");
+    let run_json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("run.json")).unwrap()).unwrap();
+    let data = &run_json["data"];
+    assert_eq!(data["dataset"], "image-folder", "{run_json}");
+    assert_eq!(data["train"], 48);
+    assert_eq!(data["test"], 16);
+    assert_eq!(data["mean"].as_array().unwrap().len(), 3);
+    let stdout = run_ok(
+        nas()
+            .args(["eval", "--run"])
+            .arg(&run)
+            .args(["--arch", "[3,3,3,3,3,3]"]),
+    );
+    assert!(stdout.contains("results:"), "{stdout}");
+}
