@@ -144,6 +144,14 @@ pub fn prepare_bn(
             let Some((train, source)) = calibration else {
                 bail!("BN recalibration needs the training split");
             };
+            // Spaces without running statistics (ViTs) have nothing to recalibrate.
+            if space
+                .buffers()
+                .map_err(|e| origin.error("buffers", e))?
+                .is_empty()
+            {
+                return Ok(ForwardOptions::EVAL);
+            }
             reset_running_stats(space, origin)?;
             tch::no_grad(|| -> Result<()> {
                 for k in 0..batches {
