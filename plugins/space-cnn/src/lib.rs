@@ -768,7 +768,7 @@ impl SearchSpace for CnnSpace {
 }
 
 /// Archs drawn to fit the additive cost table.
-const COST_SAMPLES: usize = 256;
+const COST_SAMPLES: usize = 2048;
 
 /// Exact MACs and parameters of `dims` (no weights needed).
 fn count(config: &CnnConfig, dims: &Dims) -> Counter {

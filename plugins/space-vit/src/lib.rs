@@ -320,7 +320,7 @@ fn count(config: &VitConfig, dims: &Dims) -> Counter {
 }
 
 /// Archs drawn to fit the additive cost table.
-const COST_SAMPLES: usize = 256;
+const COST_SAMPLES: usize = 2048;
 
 impl SearchSpace for VitSpace {
     fn decisions(&self) -> Vec<Decision> {
