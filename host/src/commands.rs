@@ -53,9 +53,11 @@ pub fn train(
     let device = device::select(&config.run.device)?;
     let catalog = session::catalog(&config.plugins.path, plugin_path);
     let mut trainer = Trainer::new(config.clone(), run_dir, catalog, device, resume.is_some())?;
+    let interrupt = interrupt_flag()?;
     let summary = trainer.run(
         StopPolicy {
             after_steps: stop_after_steps,
+            interrupt: Some(interrupt),
         },
         if config.train.progress {
             Progress::Bar
@@ -74,7 +76,32 @@ pub fn train(
     );
     println!("run folder: {}", summary.run_dir.display());
     println!("checkpoint: {}", summary.checkpoint.display());
+    if summary.interrupted {
+        bail!(
+            "training interrupted at step {} of {}; the checkpoint above holds it: continue with `nas train --resume {}`",
+            summary.step,
+            summary.total_steps,
+            summary.run_dir.display()
+        );
+    }
     Ok(())
+}
+
+/// A flag that Ctrl-C (SIGINT) or SIGTERM sets, so training stops after the current step with a
+/// checkpoint; a second signal while the flag is set exits at once.
+fn interrupt_flag() -> Result<std::sync::Arc<std::sync::atomic::AtomicBool>> {
+    use signal_hook::{
+        consts::{SIGINT, SIGTERM},
+        flag,
+    };
+    let interrupted = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for signal in [SIGINT, SIGTERM] {
+        // Registered first, so a second signal exits before the flag is set again.
+        flag::register_conditional_shutdown(signal, 130, interrupted.clone())
+            .context("installing the interrupt handler")?;
+        flag::register(signal, interrupted.clone()).context("installing the interrupt handler")?;
+    }
+    Ok(interrupted)
 }
 
 /// One subnet's evaluation, as written to `<run>/eval/`.

@@ -4,6 +4,10 @@
 use std::{
     path::{Path, PathBuf},
     rc::Rc,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
     time::Instant,
 };
 
@@ -38,11 +42,13 @@ pub enum Progress {
 }
 
 /// How a training invocation ends early.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct StopPolicy {
     /// Stop after this many steps in this invocation (writing a checkpoint), as a time-boxed job
     /// would; `None` runs to the end.
     pub after_steps: Option<u64>,
+    /// Set (by a signal handler) to stop after the current step, writing a checkpoint.
+    pub interrupt: Option<Arc<AtomicBool>>,
 }
 
 /// A training run in progress.
@@ -455,11 +461,20 @@ impl Trainer {
         let mut recent_images = 0.0;
         let every = self.config.train.checkpoint_every;
         let log_every = (self.total_steps / 20).max(1);
+        let mut interrupted = false;
         while self.step < self.total_steps {
             if let Some(limit) = stop.after_steps {
                 if self.step - start_step >= limit {
                     break;
                 }
+            }
+            if stop
+                .interrupt
+                .as_ref()
+                .is_some_and(|flag| flag.load(Ordering::SeqCst))
+            {
+                interrupted = true;
+                break;
             }
             let (record, _) = match self.run_step() {
                 Ok(done) => done,
@@ -509,6 +524,7 @@ impl Trainer {
         let steps_run = self.step - start_step;
         Ok(TrainSummary {
             run_dir: self.run_dir.clone(),
+            interrupted,
             checkpoint,
             steps_run,
             step: self.step,
@@ -559,6 +575,8 @@ pub struct StepTimings {
 /// What a training invocation did.
 #[derive(Debug, Serialize)]
 pub struct TrainSummary {
+    /// Stopped early by an interrupt (a checkpoint was written).
+    pub interrupted: bool,
     /// The run folder.
     pub run_dir: PathBuf,
     /// The checkpoint written at the end.

@@ -79,6 +79,68 @@ fn a_killed_run_resumes_from_its_last_checkpoint_to_the_same_result() {
     assert_same_run(&out.path().join("straight"), &killed);
 }
 
+/// Ctrl-C (SIGINT) stops after the current step with a checkpoint at exactly that step, exits
+/// with an error that says how to resume, and the resumed run equals the straight run.
+#[test]
+fn an_interrupted_run_checkpoints_its_last_step_and_resumes_exactly() {
+    let out = tempfile::tempdir().unwrap();
+    let common = [
+        "train.steps=60",
+        "train.checkpoint_every=1000",
+        "data.synthetic_resolution=32",
+        "data.synthetic_train=2048",
+        "space.config.channels=8",
+        "train.batch_size=64",
+    ];
+    run_ok(&mut train(out.path(), "straight", &common));
+
+    let interrupted = out.path().join("interrupted");
+    let mut child = train(out.path(), "interrupted", &common)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let metrics = interrupted.join("metrics.jsonl");
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    // Wait for a few logged steps (the metrics file is written in batches, so poll its size).
+    while std::fs::metadata(&metrics).map(|m| m.len()).unwrap_or(0) == 0 {
+        assert!(std::time::Instant::now() < deadline, "no step was logged");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended first; make it longer"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success(),
+        "an interrupted run must not report success"
+    );
+    assert!(stderr.contains("training interrupted at step"), "{stderr}");
+    assert!(stderr.contains("--resume"), "{stderr}");
+    let checkpoint = latest_checkpoint(&interrupted);
+    let logged = std::fs::read_to_string(&metrics).unwrap().lines().count();
+    assert!(logged < 60, "the run was not interrupted");
+    assert!(
+        checkpoint.ends_with(format!("step-{logged:08}")),
+        "checkpoint {} after {logged} logged steps",
+        checkpoint.display()
+    );
+
+    run_ok(
+        nas()
+            .args(["train", "--resume"])
+            .arg(&interrupted)
+            .args(["--set", "train.progress=false"]),
+    );
+    assert_same_run(&out.path().join("straight"), &interrupted);
+}
+
 #[test]
 fn resuming_with_another_config_is_refused() {
     let out = tempfile::tempdir().unwrap();
