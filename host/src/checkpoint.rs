@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
 use crate::io::{read_json, write_json_atomic, write_safetensors_atomic};
+use crate::optim::StateSlot;
 
 /// Everything in a checkpoint that is not a tensor.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -40,8 +41,8 @@ pub struct CheckpointTensors {
     pub params: Vec<(String, Tensor)>,
     /// Supernet buffers by name.
     pub buffers: Vec<(String, Tensor)>,
-    /// Momentum buffers: `(group, parameter index, tensor)`.
-    pub momentum: Vec<(u32, usize, Tensor)>,
+    /// Optimizer state: `(slot, group, parameter index, tensor)`.
+    pub optimizer: Vec<(StateSlot, u32, usize, Tensor)>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -78,8 +79,11 @@ pub fn save(
     for (n, t) in &tensors.buffers {
         named.push((format!("buffer.{n}"), t.shallow_clone()));
     }
-    for (group, index, t) in &tensors.momentum {
-        named.push((format!("momentum.{group}.{index}"), t.shallow_clone()));
+    for (slot, group, index, t) in &tensors.optimizer {
+        named.push((
+            format!("{}.{group}.{index}", slot.prefix()),
+            t.shallow_clone(),
+        ));
     }
     write_safetensors_atomic(&temp_dir.join("weights.safetensors"), &named)?;
     write_json_atomic(&temp_dir.join("state.json"), state)?;
@@ -154,21 +158,25 @@ pub fn load(dir: &Path) -> Result<(CheckpointState, CheckpointTensors)> {
     let mut tensors = CheckpointTensors {
         params: Vec::new(),
         buffers: Vec::new(),
-        momentum: Vec::new(),
+        optimizer: Vec::new(),
     };
     for (name, tensor) in named {
         if let Some(rest) = name.strip_prefix("param.") {
             tensors.params.push((rest.to_string(), tensor));
         } else if let Some(rest) = name.strip_prefix("buffer.") {
             tensors.buffers.push((rest.to_string(), tensor));
-        } else if let Some(rest) = name.strip_prefix("momentum.") {
+        } else if let Some((slot, rest)) = StateSlot::ALL.iter().find_map(|slot| {
+            name.strip_prefix(slot.prefix())
+                .and_then(|r| r.strip_prefix('.'))
+                .map(|r| (*slot, r))
+        }) {
             let parsed = rest
                 .split_once('.')
                 .and_then(|(g, i)| Some((g.parse::<u32>().ok()?, i.parse::<usize>().ok()?)));
             let (group, index) = parsed.with_context(|| {
                 format!("{}: malformed tensor name `{name}`", weights.display())
             })?;
-            tensors.momentum.push((group, index, tensor));
+            tensors.optimizer.push((slot, group, index, tensor));
         } else {
             bail!("{}: unexpected tensor `{name}`", weights.display());
         }

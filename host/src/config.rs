@@ -169,6 +169,16 @@ pub enum Schedule {
     Cosine,
 }
 
+/// The update rule.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimizerKind {
+    /// SGD with (Nesterov) momentum and L2 weight decay (the NAS-Bench-201 / SPOS recipes).
+    Sgd,
+    /// AdamW with decoupled weight decay (the usual ViT recipe, AutoFormer).
+    Adamw,
+}
+
 /// Gradient clipping.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -185,13 +195,19 @@ pub enum ClipKind {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct OptimSection {
+    /// `sgd` or `adamw`.
+    pub optimizer: OptimizerKind,
     /// Peak learning rate.
     pub lr: f64,
     /// SGD momentum.
     pub momentum: f64,
-    /// Nesterov momentum.
+    /// Nesterov momentum (SGD).
     pub nesterov: bool,
-    /// L2 weight decay (added to the gradient, as PyTorch's SGD does).
+    /// AdamW's moment decay rates.
+    pub betas: [f64; 2],
+    /// AdamW's denominator term.
+    pub eps: f64,
+    /// Weight decay: L2 added to the gradient (SGD, as PyTorch's SGD) or decoupled (AdamW).
     pub weight_decay: f64,
     /// The inactive-parameter rule.
     pub inactive: InactiveRule,
@@ -212,9 +228,12 @@ pub struct OptimSection {
 impl Default for OptimSection {
     fn default() -> Self {
         OptimSection {
+            optimizer: OptimizerKind::Sgd,
             lr: 0.05,
             momentum: 0.9,
             nesterov: true,
+            betas: [0.9, 0.999],
+            eps: 1e-8,
             weight_decay: 5e-4,
             inactive: InactiveRule::Exclude,
             schedule: Schedule::Cosine,
@@ -331,6 +350,18 @@ impl RunConfig {
         if self.train.batch_size == 0 {
             bail!("config field `train.batch_size` must be at least 1");
         }
+        if self.optim.betas.iter().any(|b| !(0.0..1.0).contains(b)) {
+            bail!(
+                "config field `optim.betas` must be two numbers in [0, 1), got {:?}",
+                self.optim.betas
+            );
+        }
+        if self.optim.eps.is_nan() || self.optim.eps <= 0.0 {
+            bail!(
+                "config field `optim.eps` must be positive, got {}",
+                self.optim.eps
+            );
+        }
         if self.train.steps == 0 && self.train.epochs == 0 {
             bail!("config: set `train.epochs` or `train.steps` to at least 1");
         }
@@ -381,7 +412,17 @@ impl RunConfig {
         relevant.train.checkpoint_every = 0;
         relevant.train.keep_checkpoints = 0;
         relevant.plugins = PluginsSection::default();
-        let text = serde_json::to_string(&relevant).expect("config serialises");
+        let mut value = serde_json::to_value(&relevant).expect("config serialises");
+        if relevant.optim.optimizer == OptimizerKind::Sgd {
+            // AdamW's settings do not move an SGD run (and runs from before AdamW existed keep
+            // their hash).
+            if let Some(optim) = value.get_mut("optim").and_then(|o| o.as_object_mut()) {
+                for key in ["optimizer", "betas", "eps"] {
+                    optim.remove(key);
+                }
+            }
+        }
+        let text = serde_json::to_string(&value).expect("config serialises");
         let digest = Sha256::digest(text.as_bytes());
         digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
     }

@@ -6,7 +6,7 @@
 //! | [`plugins`] | plugin discovery and the three load checks |
 //! | [`session`] | a space built from a plugin, and the host services plugins call |
 //! | [`data`], [`image_folder`] | datasets and seeded batch order |
-//! | [`optim`] | SGD with momentum groups, inactive-parameter rule, schedules, clipping |
+//! | [`optim`] | SGD / AdamW with momentum groups, inactive-parameter rule, schedules, clipping |
 //! | [`trainer`] | the training loop |
 //! | [`checkpoint`] | atomic checkpoints and resume |
 //! | [`loss`] | per-path losses (labels, distillation) |

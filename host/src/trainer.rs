@@ -25,7 +25,7 @@ use crate::{
     config::RunConfig,
     data::{BatchSource, Dataset},
     metrics::{self, MetricsWriter, PathRecord, StepRecord},
-    optim::{LrSchedule, Sgd},
+    optim::{LrSchedule, Optimizer},
     plugins::Origin,
     session::{Services, SharedCatalog, Space},
 };
@@ -62,7 +62,7 @@ pub struct Trainer {
     sampler_origin: Origin,
     params: Vec<(String, Tensor)>,
     buffers: Vec<(String, Tensor)>,
-    optimizer: Sgd,
+    optimizer: Optimizer,
     schedule: LrSchedule,
     batches: BatchSource,
     total_steps: u64,
@@ -121,7 +121,7 @@ impl Trainer {
             config.train.epochs * steps_per_epoch
         };
         let schedule = LrSchedule::new(&config.optim, total_steps);
-        let optimizer = Sgd::new(
+        let optimizer = Optimizer::new(
             params.iter().map(|(_, t)| t.shallow_clone()).collect(),
             &config.optim,
         );
@@ -203,7 +203,7 @@ impl Trainer {
         checkpoint::copy_into(&self.params, &tensors.params, "parameter", &dir)?;
         checkpoint::copy_into(&self.buffers, &tensors.buffers, "buffer", &dir)?;
         self.optimizer
-            .load_state(&state.momentum_groups, tensors.momentum)
+            .load_state(&state.momentum_groups, tensors.optimizer)
             .with_context(|| format!("restoring optimizer state from {}", dir.display()))?;
         self.sampler
             .load_state(&state.sampler_state)
@@ -238,7 +238,7 @@ impl Trainer {
                 .iter()
                 .map(|(n, t)| (n.clone(), t.shallow_clone()))
                 .collect(),
-            momentum: self.optimizer.state(),
+            optimizer: self.optimizer.state(),
         };
         checkpoint::save(
             &self.run_dir,

@@ -16,11 +16,27 @@ fn train(out: &Path, name: &str, extra: &[&str]) -> Command {
 
 #[test]
 fn stopping_and_resuming_replays_the_straight_run_exactly() {
-    let out = tempfile::tempdir().unwrap();
-    let common = ["train.steps=24", "train.checkpoint_every=6"];
-    run_ok(&mut train(out.path(), "straight", &common));
+    stop_and_resume(&["train.steps=24", "train.checkpoint_every=6"]);
+}
 
-    run_ok(train(out.path(), "split", &common).args(["--stop-after-steps", "12"]));
+/// The same with AdamW, whose state includes per-parameter update counts (the sampled paths
+/// leave some parameters idle on some steps).
+#[test]
+fn stopping_and_resuming_an_adamw_run_replays_it_exactly() {
+    stop_and_resume(&[
+        "train.steps=24",
+        "train.checkpoint_every=6",
+        "optim.optimizer=\"adamw\"",
+        "optim.lr=0.001",
+        "optim.weight_decay=0.05",
+    ]);
+}
+
+fn stop_and_resume(common: &[&str]) {
+    let out = tempfile::tempdir().unwrap();
+    run_ok(&mut train(out.path(), "straight", common));
+
+    run_ok(train(out.path(), "split", common).args(["--stop-after-steps", "12"]));
     let split = out.path().join("split");
     assert!(latest_checkpoint(&split).ends_with("step-00000012"));
     run_ok(
