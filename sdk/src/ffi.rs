@@ -55,12 +55,12 @@ pub trait FfiSpace {
     /// See [`crate::SearchSpace::export_subnet`].
     #[sabi(last_prefix_field)]
     fn export_subnet(&self, arch: &Arch) -> RResult<RVec<NamedTensor>, PluginError>;
-    /// See [`crate::SearchSpace::subnet_config`] (added in SDK 0.2; plugins built against 0.1
-    /// fall back to this default).
+    /// See [`crate::SearchSpace::subnet_config`] (added in SDK 0.2, after the last prefix field so
+    /// a later 1.x can keep the vtable compatible).
     fn subnet_config(&self, arch: &Arch) -> RResult<RString, PluginError> {
         let _ = arch;
         RResult::RErr(PluginError::unsupported(
-            "this space cannot describe a standalone subnet (plugin built against nas-sdk 0.1)",
+            "this space cannot describe a standalone subnet",
         ))
     }
 }

@@ -55,19 +55,32 @@ impl PluginMetadata {
 
 /// Whether a plugin built against SDK `plugin` can be loaded by a host built against `host`:
 /// same major version, and the plugin's minor version not newer than the host's (a newer plugin
-/// may call methods the host lacks). Returns a reason when not.
+/// may call methods the host lacks). Before 1.0, every minor release may change the ABI (Cargo's
+/// semver rule, which abi_stable's own load check applies too), so 0.x versions must share their
+/// minor version. Returns a reason when not.
 ///
 /// ```
 /// use nas_sdk::version::sdk_compatible;
-/// assert!(sdk_compatible("0.1.0", "0.1.3").is_ok());
+/// assert!(sdk_compatible("0.2.0", "0.2.3").is_ok());
+/// assert!(sdk_compatible("0.1.0", "0.2.0").is_err());
 /// assert!(sdk_compatible("1.0.0", "0.1.0").is_err());
-/// assert!(sdk_compatible("0.2.0", "0.1.0").is_err());
+/// assert!(sdk_compatible("1.2.0", "1.3.0").is_ok());
+/// assert!(sdk_compatible("1.3.0", "1.2.0").is_err());
 /// ```
 pub fn sdk_compatible(plugin: &str, host: &str) -> Result<(), String> {
     let parse = |text: &str| {
         semver::Version::parse(text).map_err(|err| format!("invalid SDK version `{text}`: {err}"))
     };
     let (plugin_version, host_version) = (parse(plugin)?, parse(host)?);
+    if plugin_version.major == 0
+        && host_version.major == 0
+        && plugin_version.minor != host_version.minor
+    {
+        return Err(format!(
+            "SDK versions differ in a 0.x minor release, which may change the ABI (plugin {plugin}, host {host}); rebuild the plugin against nas-sdk 0.{}",
+            host_version.minor
+        ));
+    }
     if plugin_version.major != host_version.major {
         return Err(format!(
             "SDK major versions differ (plugin {plugin}, host {host}); rebuild the plugin against nas-sdk {}.x",

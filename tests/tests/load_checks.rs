@@ -46,6 +46,21 @@ fn a_plugin_built_against_another_sdk_major_is_refused() {
     assert!(stderr.contains("major"), "{stderr}");
 }
 
+/// Before 1.0 a minor release may change the ABI: an older 0.x plugin is refused by the version
+/// check (with a rebuild hint), not by abi_stable's layout dump.
+#[test]
+fn a_plugin_built_against_an_older_0x_minor_sdk_is_refused() {
+    let lib = fixture("fixture_sdk_old_minor");
+    let stderr = show_error(&format!("{}:trivial", lib.display()));
+    assert!(stderr.contains(&lib.display().to_string()), "{stderr}");
+    assert!(stderr.contains("nas-sdk 0.1.0"), "{stderr}");
+    assert!(
+        stderr.contains("rebuild the plugin against nas-sdk 0."),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("Type Layout"), "{stderr}");
+}
+
 #[test]
 fn a_plugin_built_against_another_libtorch_is_refused() {
     let lib = fixture("fixture_libtorch");
