@@ -71,8 +71,8 @@ pub use error::{ErrorKind, PluginError, PluginResult};
 pub use tensor::{NamedTensor, TensorHandle, TensorRef};
 pub use types::{
     Arch, BnMode, Complexity, ComponentInfo, ComponentKind, CostTable, Decision, DeviceSpec,
-    ForwardOptions, GenerateMode, KeepMask, LossKind, LrOverride, Metric, PathArch, PathPlan,
-    RunInfo, StepFeedback, StepInfo, StepPlan,
+    ForwardOptions, GenerateMode, HeldoutProbe, KeepMask, LossKind, LrOverride, Metric, PathArch,
+    PathPlan, RunInfo, StepFeedback, StepInfo, StepPlan,
 };
 pub use version::{LIBTORCH_VERSION, SDK_VERSION};
 

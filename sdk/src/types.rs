@@ -384,7 +384,18 @@ pub struct StepPlan {
     /// Learning rate of this update.
     pub lr: LrOverride,
     /// Ask the host to keep a copy of the weights before this step's update (ShiftNAS Eq. 8).
+    /// The copy lives only for this step: the host uses it for the step's [`StepPlan::probes`]
+    /// and drops it.
     pub keep_previous_weights: bool,
+    /// Held-out probes to run after this step's update (needs `keep_previous_weights`): for each
+    /// target complexity, the run's generator's argmax arch for it is evaluated on one held-out
+    /// batch under the weights after and before the update; the results come back in
+    /// [`StepFeedback::probes`]. Empty for none.
+    pub probes: RVec<f64>,
+    /// Values the sampler wants logged with this step in `metrics.jsonl`, as a JSON object (empty
+    /// for none). A `"distribution"` object with `"labels"` and `"probabilities"` lists is also
+    /// drawn by the host as a heat map over the run.
+    pub report: RString,
 }
 
 impl StepPlan {
@@ -395,6 +406,8 @@ impl StepPlan {
             momentum_group: 0,
             lr: LrOverride::Schedule,
             keep_previous_weights: false,
+            probes: RVec::new(),
+            report: RString::new(),
         }
     }
 }
@@ -425,6 +438,27 @@ pub struct StepFeedback {
     pub losses: RVec<f64>,
     /// Learning rate the update used.
     pub lr: f64,
+    /// Results of the plan's [`StepPlan::probes`], in the same order.
+    pub probes: RVec<HeldoutProbe>,
+}
+
+/// The held-out loss of the generator's arch for one target complexity, under the weights after
+/// (`w_t`) and before (`w_{t-1}`) a step's update, with its derivative with respect to the target
+/// (through the generator's policy and the space's gates). ShiftNAS's Eq. 8 is the difference of
+/// the two gradients.
+#[repr(C)]
+#[derive(StableAbi, Clone, Copy, Debug, PartialEq)]
+pub struct HeldoutProbe {
+    /// The target complexity probed.
+    pub target: f64,
+    /// `L_val(w_t, AG(target))`.
+    pub loss_after: f64,
+    /// `L_val(w_{t-1}, AG(target))`.
+    pub loss_before: f64,
+    /// `d L_val(w_t, AG(target)) / d target` (0 when the generator's policy does not depend on it).
+    pub grad_after: f64,
+    /// `d L_val(w_{t-1}, AG(target)) / d target`.
+    pub grad_before: f64,
 }
 
 /// The run facts a plugin may need at start.
