@@ -22,6 +22,12 @@
 //! draws one group uniformly (seeded by the step; not from the paper) and all its paths take that
 //! group's choice on the split decision, the other decisions keeping the base sampler's draws (as
 //! the official FairNAS variant does).
+//!
+//! **Generated paths** (a base sampler such as `shiftnas` that plans `PathArch::Generate`): the
+//! arch is not known when planning, only its target complexity, so (not from either paper) CaLR
+//! takes `gamma` from the target on a second line through the space's extremes in the target's
+//! metric (`generated_metric`, which must be the generator's), and MS groups such a path by its
+//! target: the metric's range split into as many equal groups as the split decision has options.
 
 use nas_sdk::{
     plugin::parse_config, rng, Arch, Component, Decision, HostContext, LrOverride, Metric,
@@ -62,6 +68,8 @@ pub struct DynasConfig {
     pub calr_mode: CalrMode,
     /// Index of the split decision; `null` draws it from the run seed.
     pub split_decision: Option<u32>,
+    /// The metric of generated paths' targets (`macs` or `params`; the generator's metric).
+    pub generated_metric: Metric,
 }
 
 impl Default for DynasConfig {
@@ -76,6 +84,7 @@ impl Default for DynasConfig {
             eta_min: 0.0,
             calr_mode: CalrMode::Lr,
             split_decision: None,
+            generated_metric: Metric::Macs,
         }
     }
 }
@@ -122,6 +131,9 @@ pub struct DynasSampler {
     host: Option<HostContext>,
     decisions: Vec<Decision>,
     gamma: Option<Gamma>,
+    /// CaLR's line and the range for generated paths, in `generated_metric` units.
+    target_gamma: Option<Gamma>,
+    target_range: (u64, u64),
     split: u32,
     seed: u64,
 }
@@ -172,6 +184,8 @@ impl Component for DynasSampler {
             host: None,
             decisions: Vec::new(),
             gamma: None,
+            target_gamma: None,
+            target_range: (0, 0),
             split: 0,
             seed: 0,
         })
@@ -213,8 +227,37 @@ fn fixed_arch(path: &mut nas_sdk::PathPlan) -> PluginResult<&mut Arch> {
     match &mut path.arch {
         PathArch::Fixed(arch) => Ok(arch),
         PathArch::Generate { .. } => Err(PluginError::unsupported(
-            "dynas: the base sampler planned a generated arch; CaLR and MS need the arch when planning",
+            "dynas: the base sampler mixed generated paths with several paths per step; MS needs every path's arch when planning",
         )),
+    }
+}
+
+impl DynasSampler {
+    /// The MS group of a generated path: which of `options` equal slices of the complexity range
+    /// its target falls in.
+    fn target_group(&self, target: f64, options: u32) -> u32 {
+        let (low, high) = self.target_range;
+        let share = (target - low as f64) / (high - low).max(1) as f64;
+        ((share * options as f64).floor().max(0.0) as u32).min(options - 1)
+    }
+
+    /// CaLR's `(lr factor, loss-scale decay)` for one path at `step`.
+    fn path_factors(&self, path: &nas_sdk::PathPlan, step: &StepInfo) -> PluginResult<(f64, f64)> {
+        let progress = 1.0 - (step.step as f64 / step.total_steps.max(1) as f64).min(1.0);
+        let gamma = match &path.arch {
+            PathArch::Fixed(arch) => {
+                let params = self.host()?.complexity(arch)?.params;
+                self.gamma(params).expect("calr is on")
+            }
+            PathArch::Generate { target } => self
+                .target_gamma
+                .expect("calr is on")
+                .at(target.max(1.0) as u64),
+        };
+        Ok((
+            (1.0 - self.config.eta_min) * progress.powf(gamma) + self.config.eta_min,
+            progress.powf(gamma),
+        ))
     }
 }
 
@@ -258,6 +301,17 @@ impl Sampler for DynasSampler {
             let c_max = host.complexity(&largest)?.params;
             self.gamma = Some(Gamma::new(c_min, c_max, self.config.gamma_max)?);
         }
+        let metric = self.config.generated_metric;
+        let (smallest, largest) = host.extremes(metric)?;
+        self.target_range = (
+            metric.of(&host.complexity(&smallest)?),
+            metric.of(&host.complexity(&largest)?),
+        );
+        if self.config.calr {
+            let (low, high) = self.target_range;
+            // Only needed (and only required to be well formed) for generated paths.
+            self.target_gamma = Gamma::new(low, high, self.config.gamma_max).ok();
+        }
         self.base = Some(base);
         self.host = Some(host);
         Ok(())
@@ -269,7 +323,10 @@ impl Sampler for DynasSampler {
         if self.config.ms {
             let options = self.decisions[split].options.len() as u32;
             let group = if plan.paths.len() == 1 {
-                fixed_arch(&mut plan.paths[0])?.choices[split]
+                match &plan.paths[0].arch {
+                    PathArch::Fixed(arch) => arch.choices[split],
+                    PathArch::Generate { target } => self.target_group(*target, options),
+                }
             } else {
                 let group = rng::stream(self.seed, step.step, "dynas-group").gen_range(0..options);
                 for path in plan.paths.iter_mut() {
@@ -280,18 +337,23 @@ impl Sampler for DynasSampler {
             plan.momentum_group = group;
         }
         if self.config.calr {
+            if self.target_gamma.is_none()
+                && plan
+                    .paths
+                    .iter()
+                    .any(|p| matches!(p.arch, PathArch::Generate { .. }))
+            {
+                return Err(PluginError::unsupported(format!(
+                    "dynas: CaLR over generated paths needs subnets of different sizes in {:?} (range {:?})",
+                    self.config.generated_metric, self.target_range
+                )));
+            }
             let mut factors = Vec::with_capacity(plan.paths.len());
             let mut decays = Vec::with_capacity(plan.paths.len());
-            for path in plan.paths.iter_mut() {
-                let arch = fixed_arch(path)?.clone();
-                let params = self.host()?.complexity(&arch)?.params;
-                factors.push(
-                    self.lr_factor(params, step.step, step.total_steps)
-                        .expect("calr is on"),
-                );
-                let gamma = self.gamma(params).expect("calr is on");
-                let progress = 1.0 - (step.step as f64 / step.total_steps.max(1) as f64).min(1.0);
-                decays.push(progress.powf(gamma));
+            for path in plan.paths.iter() {
+                let (factor, decay) = self.path_factors(path, step)?;
+                factors.push(factor);
+                decays.push(decay);
             }
             let base_scale = match plan.lr {
                 LrOverride::Schedule => 1.0,
