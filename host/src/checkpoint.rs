@@ -33,6 +33,9 @@ pub struct CheckpointState {
     pub config_hash: String,
     /// nas-sdk version of the host that wrote it.
     pub sdk_version: String,
+    /// The generator's saved state (JSON text), when the run has a generator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generator_state: Option<String>,
 }
 
 /// The tensors of a checkpoint.
@@ -43,6 +46,37 @@ pub struct CheckpointTensors {
     pub buffers: Vec<(String, Tensor)>,
     /// Optimizer state: `(slot, group, parameter index, tensor)`.
     pub optimizer: Vec<(StateSlot, u32, usize, Tensor)>,
+    /// Generator parameters by name (stored as `generator.param.<name>`).
+    pub generator_params: Vec<(String, Tensor)>,
+    /// The generator optimizer's state (stored under `generator.`).
+    pub generator_optimizer: Vec<(StateSlot, u32, usize, Tensor)>,
+}
+
+/// What a stored tensor name holds.
+enum Entry {
+    Param(String),
+    Buffer(String),
+    Optimizer(StateSlot, u32, usize),
+}
+
+fn parse_entry(name: &str) -> Option<Entry> {
+    if let Some(rest) = name.strip_prefix("param.") {
+        return Some(Entry::Param(rest.to_string()));
+    }
+    if let Some(rest) = name.strip_prefix("buffer.") {
+        return Some(Entry::Buffer(rest.to_string()));
+    }
+    let (slot, rest) = StateSlot::ALL.iter().find_map(|slot| {
+        name.strip_prefix(slot.prefix())
+            .and_then(|r| r.strip_prefix('.'))
+            .map(|r| (*slot, r))
+    })?;
+    let (group, index) = rest.split_once('.')?;
+    Some(Entry::Optimizer(
+        slot,
+        group.parse().ok()?,
+        index.parse().ok()?,
+    ))
 }
 
 #[derive(Serialize, Deserialize)]
@@ -82,6 +116,15 @@ pub fn save(
     for (slot, group, index, t) in &tensors.optimizer {
         named.push((
             format!("{}.{group}.{index}", slot.prefix()),
+            t.shallow_clone(),
+        ));
+    }
+    for (n, t) in &tensors.generator_params {
+        named.push((format!("generator.param.{n}"), t.shallow_clone()));
+    }
+    for (slot, group, index, t) in &tensors.generator_optimizer {
+        named.push((
+            format!("generator.{}.{group}.{index}", slot.prefix()),
             t.shallow_clone(),
         ));
     }
@@ -159,26 +202,25 @@ pub fn load(dir: &Path) -> Result<(CheckpointState, CheckpointTensors)> {
         params: Vec::new(),
         buffers: Vec::new(),
         optimizer: Vec::new(),
+        generator_params: Vec::new(),
+        generator_optimizer: Vec::new(),
     };
     for (name, tensor) in named {
-        if let Some(rest) = name.strip_prefix("param.") {
-            tensors.params.push((rest.to_string(), tensor));
-        } else if let Some(rest) = name.strip_prefix("buffer.") {
-            tensors.buffers.push((rest.to_string(), tensor));
-        } else if let Some((slot, rest)) = StateSlot::ALL.iter().find_map(|slot| {
-            name.strip_prefix(slot.prefix())
-                .and_then(|r| r.strip_prefix('.'))
-                .map(|r| (*slot, r))
-        }) {
-            let parsed = rest
-                .split_once('.')
-                .and_then(|(g, i)| Some((g.parse::<u32>().ok()?, i.parse::<usize>().ok()?)));
-            let (group, index) = parsed.with_context(|| {
-                format!("{}: malformed tensor name `{name}`", weights.display())
-            })?;
-            tensors.optimizer.push((slot, group, index, tensor));
-        } else {
-            bail!("{}: unexpected tensor `{name}`", weights.display());
+        let (generator, local) = match name.strip_prefix("generator.") {
+            Some(rest) => (true, rest),
+            None => (false, name.as_str()),
+        };
+        match (generator, parse_entry(local)) {
+            (false, Some(Entry::Param(n))) => tensors.params.push((n, tensor)),
+            (false, Some(Entry::Buffer(n))) => tensors.buffers.push((n, tensor)),
+            (false, Some(Entry::Optimizer(slot, group, index))) => {
+                tensors.optimizer.push((slot, group, index, tensor))
+            }
+            (true, Some(Entry::Param(n))) => tensors.generator_params.push((n, tensor)),
+            (true, Some(Entry::Optimizer(slot, group, index))) => tensors
+                .generator_optimizer
+                .push((slot, group, index, tensor)),
+            _ => bail!("{}: unexpected tensor `{name}`", weights.display()),
         }
     }
     Ok((state, tensors))

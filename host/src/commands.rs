@@ -7,7 +7,6 @@ use serde::Serialize;
 
 use crate::{
     config::RunConfig,
-    data::BatchSource,
     device,
     eval::{evaluate, BnPolicy, EvalResult},
     plugins::Origin,
@@ -151,12 +150,8 @@ pub fn eval_archs(
             "the {split_name} split is empty (set data.holdout in the run's config to carve one)"
         );
     }
-    let mut calibration = BatchSource::new(
-        data.train.len(),
-        config.train.batch_size,
-        // Calibration batches come from their own stream, not the training order.
-        crate::eval::calibration_seed(config.run.seed),
-    )?;
+    let mut calibration =
+        crate::eval::calibration_batches(&data.train, config.train.batch_size, config.run.seed)?;
     let mut records = Vec::new();
     for text in archs {
         let arch = space.parse_arch(text)?;
@@ -190,14 +185,6 @@ pub fn eval_archs(
 }
 
 /// A short name of a BN policy for tables and file names.
-pub fn policy_name(policy: BnPolicy) -> String {
-    match policy {
-        BnPolicy::BatchStats => "batch-stats".into(),
-        BnPolicy::Running => "running".into(),
-        BnPolicy::Recalibrate { batches } => format!("recalibrate-{batches}"),
-    }
-}
-
 fn print_eval_table(records: &[EvalRecord]) {
     println!(
         "{:>8}  {:>9}  {:>9}  {:<18}  arch",
@@ -209,7 +196,7 @@ fn print_eval_table(records: &[EvalRecord]) {
             r.result.accuracy,
             r.macs as f64 / 1e6,
             r.params as f64 / 1e6,
-            policy_name(r.result.bn),
+            r.result.bn.to_string(),
             r.arch
         );
     }
@@ -219,7 +206,7 @@ fn write_eval_records(run_dir: &Path, records: &[EvalRecord]) -> Result<PathBuf>
     use sha2::{Digest, Sha256};
     let key: String = records
         .iter()
-        .map(|r| format!("{}|{}|{}", r.arch, policy_name(r.result.bn), r.split))
+        .map(|r| format!("{}|{}|{}", r.arch, r.result.bn, r.split))
         .collect::<Vec<_>>()
         .join(";");
     let digest = Sha256::digest(key.as_bytes());
@@ -275,11 +262,8 @@ fn write_logits(
         other => bail!("--split `{other}`: use test or holdout"),
     };
     let arch = space.parse_arch(arch_text)?;
-    let mut calibration = BatchSource::new(
-        data.train.len(),
-        config.train.batch_size,
-        crate::eval::calibration_seed(config.run.seed),
-    )?;
+    let mut calibration =
+        crate::eval::calibration_batches(&data.train, config.train.batch_size, config.run.seed)?;
     let logits = crate::eval::logits(
         &space.client,
         &space.origin,
@@ -533,6 +517,9 @@ pub fn demo(
         holdout_examples: 2000,
         seed: config.run.seed,
         name: "demo".into(),
+        generator: false,
+        target: Vec::new(),
+        targets_across: 0,
     };
     let outcome = crate::searching::run_search(&options, plugin_path)?;
     let (_, best, best_text) = outcome.best[0].clone();
@@ -656,7 +643,7 @@ pub fn rank(
         report.spearman_rho,
         report.top_k,
         report.top_k_overlap,
-        policy_name(report.bn),
+        report.bn,
         report.split
     );
     println!("report: {}", path.display());

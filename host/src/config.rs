@@ -20,6 +20,8 @@ pub struct RunConfig {
     pub space: ComponentSection,
     /// The sampler plugin and its config.
     pub sampler: ComponentSection,
+    /// The architecture generator plugin (ShiftNAS), if the sampler asks for generated archs.
+    pub generator: GeneratorSection,
     /// Optimizer and learning-rate schedule.
     pub optim: OptimSection,
     /// Length of training, batch size, checkpoints.
@@ -144,6 +146,58 @@ impl ComponentSection {
     /// The config as a JSON object string for the plugin constructor.
     pub fn config_json(&self) -> String {
         serde_json::to_string(&self.config).expect("TOML tables convert to JSON")
+    }
+}
+
+/// `[generator]`: the architecture generator a sampler's `Generate` paths use (none when `name` is
+/// empty), its optimizer, and the held-out probes of ShiftNAS's Eq. 8.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct GeneratorSection {
+    /// Component name (`shiftnas`, `random`), or `path/to/libfoo.so:name`; empty = no generator.
+    pub name: String,
+    /// The component's config; missing fields take the component's defaults.
+    pub config: toml::Table,
+    /// Learning rate of the generator's own Adam optimizer (constant; not from the paper).
+    pub lr: f64,
+    /// Adam's moment decay rates.
+    pub betas: [f64; 2],
+    /// Decoupled weight decay of the generator's parameters.
+    pub weight_decay: f64,
+    /// Held-out images per probe (one batch, the same for both weight snapshots).
+    pub probe_batch_size: usize,
+}
+
+impl Default for GeneratorSection {
+    fn default() -> Self {
+        GeneratorSection {
+            name: String::new(),
+            config: toml::Table::new(),
+            lr: 1e-3,
+            betas: [0.9, 0.999],
+            weight_decay: 0.0,
+            probe_batch_size: 256,
+        }
+    }
+}
+
+impl GeneratorSection {
+    /// The config as a JSON object string for the plugin constructor.
+    pub fn config_json(&self) -> String {
+        serde_json::to_string(&self.config).expect("TOML tables convert to JSON")
+    }
+
+    /// The optimizer settings of the generator: AdamW at a constant rate, no clipping.
+    pub fn optim(&self) -> OptimSection {
+        OptimSection {
+            optimizer: OptimizerKind::Adamw,
+            lr: self.lr,
+            betas: self.betas,
+            weight_decay: self.weight_decay,
+            inactive: InactiveRule::Include,
+            schedule: Schedule::Constant,
+            ..OptimSection::default()
+        }
     }
 }
 
@@ -392,6 +446,21 @@ impl RunConfig {
             bail!("config field `sampler.name` is empty: name a sampler (e.g. \"uniform\")");
         }
         crate::eval::BnPolicy::parse(&self.eval.bn, self.eval.calib_batches)?;
+        if self.generator.lr.is_nan() || self.generator.lr <= 0.0 {
+            bail!(
+                "config field `generator.lr` must be positive, got {}",
+                self.generator.lr
+            );
+        }
+        if self.generator.betas.iter().any(|b| !(0.0..1.0).contains(b)) {
+            bail!(
+                "config field `generator.betas` must be two numbers in [0, 1), got {:?}",
+                self.generator.betas
+            );
+        }
+        if self.generator.probe_batch_size == 0 {
+            bail!("config field `generator.probe_batch_size` must be at least 1");
+        }
         Ok(())
     }
 
@@ -413,6 +482,13 @@ impl RunConfig {
         relevant.train.keep_checkpoints = 0;
         relevant.plugins = PluginsSection::default();
         let mut value = serde_json::to_value(&relevant).expect("config serialises");
+        if relevant.generator.name.is_empty() {
+            // Generator settings do not move a run without one (and runs from before generators
+            // existed keep their hash).
+            if let Some(root) = value.as_object_mut() {
+                root.remove("generator");
+            }
+        }
         if relevant.optim.optimizer == OptimizerKind::Sgd {
             // AdamW's settings do not move an SGD run (and runs from before AdamW existed keep
             // their hash).

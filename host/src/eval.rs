@@ -15,10 +15,11 @@ use tch::{Kind, Tensor};
 use crate::data::{BatchSource, Split};
 use crate::plugins::Origin;
 
-/// Seed of the calibration batch order: its own stream, not the training order, and the same for
-/// `nas eval`, `nas search` and `nas export`, so all three calibrate an arch identically.
-pub fn calibration_seed(run_seed: u64) -> u64 {
-    run_seed ^ 0x5eed_ca1b
+/// The batches BN recalibration draws from the training split: their own seeded stream, not the
+/// training order, and the same for `nas eval`, `nas search` and `nas export`, so all three
+/// calibrate an arch identically.
+pub fn calibration_batches(train: &Split, batch_size: usize, run_seed: u64) -> Result<BatchSource> {
+    BatchSource::new(train.len(), batch_size, run_seed ^ 0x5eed_ca1b)
 }
 
 /// How BN statistics are obtained for an evaluation.
@@ -34,6 +35,17 @@ pub enum BnPolicy {
     },
     /// The running statistics as trained (right for a stand-alone subnet, not for a supernet).
     Running,
+}
+
+/// The policy's short name (`batch-stats`, `running`, `recalibrate-K`), as in file names and tables.
+impl std::fmt::Display for BnPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BnPolicy::BatchStats => f.write_str("batch-stats"),
+            BnPolicy::Running => f.write_str("running"),
+            BnPolicy::Recalibrate { batches } => write!(f, "recalibrate-{batches}"),
+        }
+    }
 }
 
 impl BnPolicy {

@@ -28,7 +28,6 @@ use serde::Serialize;
 use tch::{Device, Kind, Tensor};
 
 use crate::{
-    data::BatchSource,
     eval::{prepare_bn, BnPolicy},
     session::{catalog, Space, TrainedRun},
 };
@@ -130,12 +129,8 @@ pub fn export(options: &ExportOptions, plugin_path: &[PathBuf]) -> Result<PathBu
     let complexity = space
         .complexity(&arch)
         .map_err(|e| space.origin.error("complexity", e))?;
-    let mut calibration = BatchSource::new(
-        data.train.len(),
-        config.train.batch_size,
-        // The same calibration stream as `nas eval`, so both see the same statistics.
-        crate::eval::calibration_seed(config.run.seed),
-    )?;
+    let mut calibration =
+        crate::eval::calibration_batches(&data.train, config.train.batch_size, config.run.seed)?;
     let eval_options = prepare_bn(
         &space.client,
         &space.origin,

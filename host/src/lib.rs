@@ -8,11 +8,13 @@
 //! | [`data`], [`image_folder`] | datasets and seeded batch order |
 //! | [`optim`] | SGD / AdamW with momentum groups, inactive-parameter rule, schedules, clipping |
 //! | [`trainer`] | the training loop |
+//! | [`generator`] | the run's architecture generator, its optimizer and held-out probes |
 //! | [`checkpoint`] | atomic checkpoints and resume |
 //! | [`loss`] | per-path losses (labels, distillation) |
 //! | [`eval`] | BN policies and accuracy |
 //! | [`metrics`] | `metrics.jsonl` and plots |
 //! | [`search`], [`searching`] | evolutionary / random search, Pareto front |
+//! | [`generated`] | `nas search --generator`: the trained generator's arch per target |
 //! | [`export`] | standalone subnets: safetensors, TorchScript, verification |
 //! | [`groundtruth`], [`ranking`], [`stats`] | retraining, ranking against ground truth, rank correlation |
 //! | [`commands`] | what each CLI subcommand does |
@@ -25,6 +27,8 @@ pub mod data;
 pub mod device;
 pub mod eval;
 pub mod export;
+pub mod generated;
+pub mod generator;
 pub mod groundtruth;
 pub mod image_folder;
 pub mod io;

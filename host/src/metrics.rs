@@ -23,6 +23,12 @@ pub struct PathRecord {
     pub macs: u64,
     /// Params of the arch.
     pub params: u64,
+    /// The target complexity of a generated path (in the generator's metric).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<f64>,
+    /// The generator's extra loss term of a generated path (unscaled).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generator_loss: Option<f64>,
 }
 
 /// One step.
@@ -44,6 +50,27 @@ pub struct StepRecord {
     pub images_per_s: f64,
     /// The paths.
     pub paths: Vec<PathRecord>,
+    /// Held-out probes run after this step's update (ShiftNAS Eq. 8).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub probes: Vec<ProbeRecord>,
+    /// What the sampler asked to log with this step (its `report`), if anything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sampler: Option<serde_json::Value>,
+}
+
+/// One held-out probe of a step.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
+pub struct ProbeRecord {
+    /// Target complexity probed.
+    pub target: f64,
+    /// Held-out loss after the update.
+    pub loss_after: f64,
+    /// Held-out loss before the update.
+    pub loss_before: f64,
+    /// Its derivative with respect to the target, after the update.
+    pub grad_after: f64,
+    /// Its derivative with respect to the target, before the update.
+    pub grad_before: f64,
 }
 
 /// Appends step records to `metrics.jsonl`.
@@ -241,6 +268,175 @@ pub fn plot_complexity_phases(records: &[StepRecord], out: &Path) -> Result<()> 
                 Rectangle::new([(x0, 0), (x0 + width, count)], BLUE.mix(0.6).filled())
             }))?;
         }
+        root.present()?;
+    }
+    std::fs::rename(&temp, out).with_context(|| format!("writing {}", out.display()))?;
+    Ok(())
+}
+
+/// The distributions a sampler reported (`"distribution": {"labels", "probabilities"}` in its
+/// step reports), as `(step, labels, probabilities)`.
+pub fn reported_distributions(records: &[StepRecord]) -> Vec<(u64, Vec<String>, Vec<f64>)> {
+    records
+        .iter()
+        .filter_map(|r| {
+            let distribution = r.sampler.as_ref()?.get("distribution")?;
+            let labels = distribution
+                .get("labels")?
+                .as_array()?
+                .iter()
+                .map(|l| {
+                    l.as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| l.to_string())
+                })
+                .collect::<Vec<_>>();
+            let probabilities = distribution
+                .get("probabilities")?
+                .as_array()?
+                .iter()
+                .map(|p| p.as_f64())
+                .collect::<Option<Vec<_>>>()?;
+            (labels.len() == probabilities.len() && !labels.is_empty()).then_some((
+                r.step,
+                labels,
+                probabilities,
+            ))
+        })
+        .collect()
+}
+
+/// A heat map of the sampler's reported distribution over training (bins x time) as an SVG:
+/// how ShiftNAS shifts its sampling over complexity. Nothing is drawn without reports.
+pub fn plot_distribution(records: &[StepRecord], out: &Path) -> Result<()> {
+    let reports = reported_distributions(records);
+    let Some((_, labels, _)) = reports.last() else {
+        return Ok(());
+    };
+    let labels = labels.clone();
+    let reports: Vec<_> = reports
+        .into_iter()
+        .filter(|(_, l, _)| l.len() == labels.len())
+        .collect();
+    if let Some(parent) = out.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let bins = labels.len();
+    let last_step = records.last().map(|r| r.step + 1).unwrap_or(1) as f64;
+    let max_p = reports
+        .iter()
+        .flat_map(|(_, _, p)| p.iter().copied())
+        .fold(1e-9f64, f64::max);
+    let temp = crate::io::temp_path(out).with_extension("svg");
+    {
+        let root = SVGBackend::new(&temp, (860, 420)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(
+                format!("sampling distribution over complexity bins (darkest = {max_p:.3})"),
+                ("sans-serif", 20),
+            )
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(80)
+            .build_cartesian_2d(0.0..last_step, 0.0..bins as f64)?;
+        let names = labels.clone();
+        chart
+            .configure_mesh()
+            .disable_mesh()
+            .x_desc("step")
+            .y_desc("target bin")
+            .y_labels(bins.min(12))
+            .y_label_formatter(&move |y| {
+                names
+                    .get((*y - 0.5).round().max(0.0) as usize)
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .draw()?;
+        for (i, (step, _, probabilities)) in reports.iter().enumerate() {
+            let until = reports
+                .get(i + 1)
+                .map(|(s, _, _)| *s as f64)
+                .unwrap_or(last_step);
+            chart.draw_series(probabilities.iter().enumerate().map(|(bin, &p)| {
+                let shade = (p / max_p).clamp(0.0, 1.0);
+                let level = (255.0 * (1.0 - shade)) as u8;
+                Rectangle::new(
+                    [(*step as f64, bin as f64), (until, bin as f64 + 1.0)],
+                    RGBColor(level, level, 255).filled(),
+                )
+            }))?;
+        }
+        root.present()?;
+    }
+    std::fs::rename(&temp, out).with_context(|| format!("writing {}", out.display()))?;
+    Ok(())
+}
+
+/// Target vs exact complexity of the generated paths (in the generator's metric, scaled to
+/// millions) as an SVG scatter with the diagonal; nothing is drawn without generated paths.
+pub fn plot_generator_targets(
+    records: &[StepRecord],
+    metric: nas_sdk::Metric,
+    out: &Path,
+) -> Result<()> {
+    let points: Vec<(f64, f64)> = records
+        .iter()
+        .flat_map(|r| r.paths.iter())
+        .filter_map(|p| {
+            let achieved = match metric {
+                nas_sdk::Metric::Macs => p.macs,
+                nas_sdk::Metric::Params => p.params,
+            };
+            p.target.map(|t| (t / 1e6, achieved as f64 / 1e6))
+        })
+        .collect();
+    if points.is_empty() {
+        return Ok(());
+    }
+    if let Some(parent) = out.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let (low, high) = points
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &(t, a)| {
+            (lo.min(t).min(a), hi.max(t).max(a))
+        });
+    let pad = ((high - low) * 0.05).max(1e-6);
+    let range = (low - pad)..(high + pad);
+    let unit = match metric {
+        nas_sdk::Metric::Macs => "MMACs",
+        nas_sdk::Metric::Params => "M params",
+    };
+    let temp = crate::io::temp_path(out).with_extension("svg");
+    {
+        let root = SVGBackend::new(&temp, (640, 600)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(
+                "generated subnets: target vs exact complexity",
+                ("sans-serif", 20),
+            )
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(range.clone(), range.clone())?;
+        chart
+            .configure_mesh()
+            .x_desc(format!("target ({unit})"))
+            .y_desc(format!("exact ({unit})"))
+            .draw()?;
+        chart.draw_series(LineSeries::new(
+            [(range.start, range.start), (range.end, range.end)],
+            BLACK.mix(0.4),
+        ))?;
+        let count = points.len().max(1) as f64;
+        chart.draw_series(points.iter().enumerate().map(|(i, &(t, a))| {
+            // Early steps light, late steps dark: the generator's progress.
+            let level = (200.0 * (1.0 - i as f64 / count)) as u8;
+            Circle::new((t, a), 2, RGBColor(level, level, 255).filled())
+        }))?;
         root.present()?;
     }
     std::fs::rename(&temp, out).with_context(|| format!("writing {}", out.display()))?;

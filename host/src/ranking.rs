@@ -8,7 +8,7 @@ use plotters::prelude::*;
 use serde::Serialize;
 
 use crate::{
-    commands::{eval_archs, policy_name},
+    commands::eval_archs,
     config::RunConfig,
     device,
     eval::BnPolicy,
@@ -100,7 +100,7 @@ pub fn retrain(job: RetrainJob<'_>, plugin_path: &[PathBuf]) -> Result<Vec<Retra
             choices: arch.choices().to_vec(),
             seed,
             accuracy: result.result.accuracy,
-            bn: policy_name(BnPolicy::Running),
+            bn: BnPolicy::Running.to_string(),
             steps,
             seconds: started.elapsed().as_secs_f64(),
             run_dir: run_dir.clone(),
@@ -273,7 +273,7 @@ pub fn write_report(report: &RankReport) -> Result<PathBuf> {
     let key = format!(
         "{}|{}|{}|{}",
         report.ground_truth,
-        policy_name(report.bn),
+        report.bn,
         report.split,
         report
             .archs
@@ -321,7 +321,7 @@ fn plot_scatter(report: &RankReport, out: &Path) -> Result<()> {
             .build_cartesian_2d(bounds(|a| a.supernet), bounds(|a| a.truth))?;
         chart
             .configure_mesh()
-            .x_desc(format!("supernet accuracy % ({})", policy_name(report.bn)))
+            .x_desc(format!("supernet accuracy % ({})", report.bn))
             .y_desc("ground-truth accuracy %")
             .draw()?;
         chart.draw_series(

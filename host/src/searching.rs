@@ -82,6 +82,18 @@ pub struct SearchOptions {
     /// Name of the output folder under <run>/search/.
     #[arg(long, default_value = "search")]
     pub name: String,
+    /// No search: the run's trained generator gives the arch of each target directly
+    /// (`argmax AG(C)`, ShiftNAS), with its exact complexity and accuracy.
+    #[arg(long)]
+    pub generator: bool,
+    /// Targets for `--generator`, in the generator's metric (comma-separated; K, M and G
+    /// suffixes, e.g. 150M).
+    #[arg(long, value_delimiter = ',')]
+    pub target: Vec<String>,
+    /// `--generator`: also this many targets at the centres of equal bins over the space's
+    /// complexity range.
+    #[arg(long, default_value_t = 0)]
+    pub targets_across: usize,
 }
 
 /// Scores archs with the supernet's shared weights on the held-out split.
@@ -151,7 +163,7 @@ struct SearchManifest<'a> {
     best: &'a [BestRecord],
 }
 
-fn parse_metric(text: &str) -> Result<Metric> {
+pub(crate) fn parse_metric(text: &str) -> Result<Metric> {
     match text {
         "macs" | "flops" => Ok(Metric::Macs),
         "params" => Ok(Metric::Params),
@@ -200,11 +212,8 @@ pub fn run_search(options: &SearchOptions, plugin_path: &[PathBuf]) -> Result<Se
     let (images, labels) = data.holdout.slice(0, holdout_examples);
     let buffers = space.buffers()?;
     let saved = buffers.iter().map(|(_, t)| t.copy()).collect();
-    let calibration = BatchSource::new(
-        data.train.len(),
-        config.train.batch_size,
-        crate::eval::calibration_seed(options.seed),
-    )?;
+    let calibration =
+        crate::eval::calibration_batches(&data.train, config.train.batch_size, options.seed)?;
     let mut objective = SupernetObjective {
         space: &space,
         data: &data,
@@ -337,6 +346,14 @@ pub fn run_search(options: &SearchOptions, plugin_path: &[PathBuf]) -> Result<Se
 
 /// `nas search` with its printed summary.
 pub fn search_command(options: &SearchOptions, plugin_path: &[PathBuf]) -> Result<()> {
+    if options.generator {
+        let outcome = crate::generated::run(options, plugin_path)?;
+        crate::generated::print(&outcome);
+        return Ok(());
+    }
+    if !options.target.is_empty() || options.targets_across > 0 {
+        bail!("--target and --targets-across need --generator (they ask the run's generator for archs)");
+    }
     let outcome = run_search(options, plugin_path)?;
     print_best(&outcome, &options.bn, options.calib_batches);
     Ok(())

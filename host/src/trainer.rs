@@ -14,8 +14,8 @@ use std::{
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use nas_sdk::{
-    Arch, ForwardOptions, HostContext, LossKind, LrOverride, PathArch, RunInfo, SamplerClient,
-    StepFeedback, StepInfo, StepPlan,
+    ForwardOptions, GenerateMode, HeldoutProbe, HostContext, LossKind, LrOverride, PathArch,
+    RunInfo, SamplerClient, StepFeedback, StepInfo, StepPlan,
 };
 use serde::Serialize;
 use tch::{Device, Tensor};
@@ -24,7 +24,8 @@ use crate::{
     checkpoint::{self, CheckpointState, CheckpointTensors},
     config::RunConfig,
     data::{BatchSource, Dataset},
-    metrics::{self, MetricsWriter, PathRecord, StepRecord},
+    generator::RunGenerator,
+    metrics::{self, MetricsWriter, PathRecord, ProbeRecord, StepRecord},
     optim::{LrSchedule, Optimizer},
     plugins::Origin,
     session::{Services, SharedCatalog, Space},
@@ -60,6 +61,7 @@ pub struct Trainer {
     space: Rc<Space>,
     sampler: SamplerClient,
     sampler_origin: Origin,
+    generator: Option<RunGenerator>,
     params: Vec<(String, Tensor)>,
     buffers: Vec<(String, Tensor)>,
     optimizer: Optimizer,
@@ -77,6 +79,8 @@ struct RunManifest<'a> {
     space: &'a Origin,
     space_config: serde_json::Value,
     sampler: &'a Origin,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    generator: Option<&'a Origin>,
     data: &'a crate::data::DataInfo,
     device: String,
     total_steps: u64,
@@ -129,19 +133,30 @@ impl Trainer {
         let (mut sampler, sampler_origin) = catalog
             .borrow_mut()
             .new_sampler(&config.sampler.name, &config.sampler.config_json())?;
-        let services = Services {
-            run_info: RunInfo {
-                seed: config.run.seed,
-                total_steps,
-                steps_per_epoch,
-                rank: 0,
-                world_size: 1,
-            },
-            space: space.clone(),
-            catalog: catalog.clone(),
+        let run_info = RunInfo {
+            seed: config.run.seed,
+            total_steps,
+            steps_per_epoch,
+            rank: 0,
+            world_size: 1,
+        };
+        let services = || {
+            HostContext::from_services(Services {
+                run_info,
+                space: space.clone(),
+                catalog: catalog.clone(),
+            })
+        };
+        let generator = if config.generator.name.is_empty() {
+            None
+        } else {
+            tch::manual_seed(step_seed(config.run.seed, u64::MAX - 1));
+            let generator = RunGenerator::create(&catalog, &config.generator, services(), device)?;
+            check_metrics_agree(&catalog, &config, &generator)?;
+            Some(generator)
         };
         sampler
-            .start(HostContext::from_services(services))
+            .start(services())
             .map_err(|e| sampler_origin.error("start", e))?;
 
         let mut trainer = Trainer {
@@ -152,6 +167,7 @@ impl Trainer {
             space,
             sampler,
             sampler_origin,
+            generator,
             params,
             buffers,
             optimizer,
@@ -208,6 +224,28 @@ impl Trainer {
         self.sampler
             .load_state(&state.sampler_state)
             .map_err(|e| self.sampler_origin.error("load_state", e))?;
+        if let Some(generator) = self.generator.as_mut() {
+            checkpoint::copy_into(
+                &generator.params,
+                &tensors.generator_params,
+                "generator parameter",
+                &dir,
+            )?;
+            generator
+                .optimizer
+                .load_state(&[0], tensors.generator_optimizer)
+                .with_context(|| format!("restoring generator optimizer from {}", dir.display()))?;
+            let saved = state.generator_state.as_deref().with_context(|| {
+                format!(
+                    "--resume: the checkpoint in {} has no generator state",
+                    dir.display()
+                )
+            })?;
+            generator
+                .client
+                .load_state(saved)
+                .map_err(|e| generator.origin.error("load_state", e))?;
+        }
         self.optimizer.set_updates(state.optimizer_updates);
         self.step = state.step;
         self.batches_consumed = state.batches_consumed;
@@ -226,6 +264,15 @@ impl Trainer {
             optimizer_updates: self.optimizer.updates(),
             config_hash: self.config.trajectory_hash(),
             sdk_version: nas_sdk::SDK_VERSION.to_string(),
+            generator_state: match &self.generator {
+                Some(generator) => Some(
+                    generator
+                        .client
+                        .save_state()
+                        .map_err(|e| generator.origin.error("save_state", e))?,
+                ),
+                None => None,
+            },
         };
         let tensors = CheckpointTensors {
             params: self
@@ -239,6 +286,17 @@ impl Trainer {
                 .map(|(n, t)| (n.clone(), t.shallow_clone()))
                 .collect(),
             optimizer: self.optimizer.state(),
+            generator_params: self
+                .generator
+                .iter()
+                .flat_map(|g| g.params.iter())
+                .map(|(n, t)| (n.clone(), t.shallow_clone()))
+                .collect(),
+            generator_optimizer: self
+                .generator
+                .as_ref()
+                .map(|g| g.optimizer.state())
+                .unwrap_or_default(),
         };
         checkpoint::save(
             &self.run_dir,
@@ -257,6 +315,7 @@ impl Trainer {
             space: &self.space.origin,
             space_config: serde_json::from_str(&self.space.config_json).unwrap_or_default(),
             sampler: &self.sampler_origin,
+            generator: self.generator.as_ref().map(|g| &g.origin),
             data: &self.data.info,
             device: crate::device::name(self.device),
             total_steps: self.total_steps,
@@ -348,6 +407,9 @@ impl Trainer {
         lap(&mut timings.data);
 
         self.optimizer.zero_grad();
+        if let Some(generator) = self.generator.as_mut() {
+            generator.zero_grad();
+        }
         lap(&mut timings.optimizer);
         let mut active: Vec<usize> = Vec::new();
         let mut teacher: Option<Tensor> = None;
@@ -355,13 +417,42 @@ impl Trainer {
         let mut archs = Vec::new();
         let mut losses = Vec::new();
         let mut images = 0usize;
+        let mut generated_any = false;
         for (k, path) in plan.paths.iter().enumerate() {
-            let arch: Arch = match &path.arch {
-                PathArch::Fixed(arch) => arch.clone(),
-                PathArch::Generate { .. } => bail!(
-                    "sampler `{}` asked for a generated arch, but this run configures no generator",
-                    self.sampler_origin.name
-                ),
+            let (arch, gates, extra_loss, target) = match &path.arch {
+                PathArch::Fixed(arch) => (arch.clone(), Vec::new(), None, None),
+                PathArch::Generate { target } => {
+                    let Some(generator) = self.generator.as_mut() else {
+                        bail!(
+                            "sampler `{}` asked for a generated arch, but this run configures no generator (set `generator.name`, e.g. \"shiftnas\" or \"random\")",
+                            self.sampler_origin.name
+                        );
+                    };
+                    if !target.is_finite() {
+                        bail!(
+                            "sampler `{}` asked for a generated arch at target {target} (not finite)",
+                            self.sampler_origin.name
+                        );
+                    }
+                    let (_, generation) = generator.generate(*target, GenerateMode::Sample)?;
+                    generation
+                        .arch
+                        .validate(&self.space.decisions)
+                        .map_err(|msg| {
+                            anyhow::anyhow!(
+                                "generator `{}` produced an invalid arch at step {}: {msg}",
+                                generator.origin.name,
+                                self.step
+                            )
+                        })?;
+                    generated_any = true;
+                    (
+                        generation.arch,
+                        generation.gates,
+                        generation.extra_loss,
+                        Some(*target),
+                    )
+                }
             };
             let (inputs, labels) = &batches[path.batch as usize];
             images += labels.size()[0] as usize;
@@ -370,10 +461,11 @@ impl Trainer {
                 ..ForwardOptions::TRAIN
             };
             lap(&mut timings.host);
+            let gates = (!gates.is_empty()).then_some(gates.as_slice());
             let logits = self
                 .space
                 .client
-                .forward(inputs, &arch, None, &options)
+                .forward(inputs, &arch, gates, &options)
                 .map_err(|e| self.space.origin.error("forward", e))?;
             let loss = crate::loss::path_loss(path.loss, &logits, labels, teacher.as_ref())?;
             let value = loss.double_value(&[]);
@@ -383,7 +475,18 @@ impl Trainer {
                     self.step
                 );
             }
-            (&loss * path.loss_scale).backward();
+            let generator_loss = extra_loss.as_ref().map(|l| l.double_value(&[]));
+            if let Some(extra) = generator_loss.filter(|v| !v.is_finite()) {
+                bail!(
+                    "the generator's extra loss is {extra} at step {} (not finite); lower generator.lr",
+                    self.step
+                );
+            }
+            let total = match &extra_loss {
+                Some(extra) => &loss + extra,
+                None => loss,
+            };
+            (&total * path.loss_scale).backward();
             if k == 0 {
                 teacher = Some(logits.shallow_clone());
             }
@@ -404,6 +507,8 @@ impl Trainer {
                 loss: value,
                 macs: complexity.macs,
                 params: complexity.params,
+                target,
+                generator_loss,
             });
             archs.push(arch);
             losses.push(value);
@@ -411,8 +516,19 @@ impl Trainer {
         active.sort_unstable();
         active.dedup();
         lap(&mut timings.host);
+        // Eq. 8 of ShiftNAS needs w_{t-1}: a copy only for the steps that ask for it.
+        let previous: Option<Vec<Tensor>> = plan
+            .keep_previous_weights
+            .then(|| tch::no_grad(|| self.params.iter().map(|(_, p)| p.copy()).collect()));
         let grad_norm = self.optimizer.step(&active, plan.momentum_group, lr);
+        if generated_any {
+            if let Some(generator) = self.generator.as_mut() {
+                generator.step();
+            }
+        }
         lap(&mut timings.optimizer);
+        let probes = self.run_probes(&plan, previous.as_deref())?;
+        lap(&mut timings.compute);
 
         self.sampler
             .observe(&StepFeedback {
@@ -420,8 +536,23 @@ impl Trainer {
                 archs: archs.into(),
                 losses: losses.clone().into(),
                 lr,
+                probes: probes.clone().into(),
             })
             .map_err(|e| self.sampler_origin.error("observe", e))?;
+        let report = if plan.report.is_empty() {
+            None
+        } else {
+            Some(
+                serde_json::from_str::<serde_json::Value>(plan.report.as_str()).with_context(
+                    || {
+                        format!(
+                            "sampler `{}` reported something that is not JSON at step {}",
+                            self.sampler_origin.name, self.step
+                        )
+                    },
+                )?,
+            )
+        };
         let elapsed = started.elapsed().as_secs_f64().max(1e-9);
         let record = StepRecord {
             step: self.step,
@@ -432,11 +563,71 @@ impl Trainer {
             grad_norm,
             images_per_s: images as f64 / elapsed,
             paths: records,
+            probes: probes
+                .iter()
+                .map(|p| ProbeRecord {
+                    target: p.target,
+                    loss_after: p.loss_after,
+                    loss_before: p.loss_before,
+                    grad_after: p.grad_after,
+                    grad_before: p.grad_before,
+                })
+                .collect(),
+            sampler: report,
         };
         self.step += 1;
         lap(&mut timings.host);
         timings.total = started.elapsed().as_secs_f64();
         Ok((record, timings))
+    }
+
+    /// Answers the plan's held-out probes (after the update, with the weights kept from before).
+    fn run_probes(
+        &mut self,
+        plan: &StepPlan,
+        previous: Option<&[Tensor]>,
+    ) -> Result<Vec<HeldoutProbe>> {
+        if plan.probes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sampler = &self.sampler_origin.name;
+        let Some(previous) = previous else {
+            bail!("sampler `{sampler}` asked for held-out probes at step {} without keep_previous_weights", self.step);
+        };
+        let Some(generator) = self.generator.as_mut() else {
+            bail!("sampler `{sampler}` asked for held-out probes, but this run configures no generator (set `generator.name`)");
+        };
+        if self.data.holdout.is_empty() {
+            bail!("sampler `{sampler}` updates from held-out data, but the run has none: set `data.holdout` (e.g. 2000 images carved from the training split)");
+        }
+        // One held-out batch per step, drawn from a stream of (seed, step), shared by every
+        // probe of the step and by both weight snapshots.
+        let count = self
+            .config
+            .generator
+            .probe_batch_size
+            .min(self.data.holdout.len());
+        let order = crate::data::epoch_order(
+            self.data.holdout.len(),
+            self.config.run.seed ^ 0x5eed_90be,
+            self.step,
+        );
+        let (images, labels) = self.data.holdout.gather(&order[..count]);
+        plan.probes
+            .iter()
+            .map(|&target| {
+                generator
+                    .probe(
+                        &self.space,
+                        &self.params,
+                        previous,
+                        target,
+                        &images,
+                        &labels,
+                    )
+                    .with_context(|| format!("held-out probe of step {}", self.step))
+            })
+            .collect()
     }
 
     /// Runs `steps` steps without writing anything (for `nas bench`); returns their timings.
@@ -521,6 +712,14 @@ impl Trainer {
         let records = metrics::read(&metrics_path)?;
         metrics::plot_loss(&records, &self.run_dir.join("plots/loss.svg"))?;
         metrics::plot_complexity_phases(&records, &self.run_dir.join("plots/complexity.svg"))?;
+        metrics::plot_distribution(&records, &self.run_dir.join("plots/distribution.svg"))?;
+        if let Some(generator) = &self.generator {
+            metrics::plot_generator_targets(
+                &records,
+                generator.metric,
+                &self.run_dir.join("plots/generator.svg"),
+            )?;
+        }
         let steps_run = self.step - start_step;
         Ok(TrainSummary {
             run_dir: self.run_dir.clone(),
@@ -555,6 +754,40 @@ fn progress_bar(total: u64, position: u64, show: bool) -> ProgressBar {
     );
     bar.set_position(position);
     bar
+}
+
+/// Refuses a sampler and generator that measure targets in different metrics.
+fn check_metrics_agree(
+    catalog: &SharedCatalog,
+    config: &RunConfig,
+    generator: &RunGenerator,
+) -> Result<()> {
+    let defaults = catalog
+        .borrow_mut()
+        .resolve(nas_sdk::ComponentKind::Sampler, &config.sampler.name)?
+        .1
+        .default_config
+        .to_string();
+    let has_metric = |text: &str| {
+        serde_json::from_str::<serde_json::Value>(text)
+            .ok()
+            .is_some_and(|v| v.get("metric").is_some())
+    };
+    let sampler_json = config.sampler.config_json();
+    if !(has_metric(&defaults) || has_metric(&sampler_json)) {
+        return Ok(());
+    }
+    let sampler_metric = crate::generator::configured_metric(&defaults, &sampler_json)?;
+    if sampler_metric != generator.metric {
+        bail!(
+            "config: sampler `{}` draws targets in {:?} but generator `{}` reads them as {:?}; set the same `metric` in [sampler.config] and [generator.config]",
+            config.sampler.name,
+            sampler_metric,
+            generator.origin.name,
+            generator.metric
+        );
+    }
+    Ok(())
 }
 
 /// Where one step's wall time went, in seconds.
