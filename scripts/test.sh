@@ -24,7 +24,7 @@ cargo clippy --release --workspace --all-targets --quiet -- -D warnings
 
 echo "== tests"
 # The integration tests drive the built binary, plugins and fixture plugins.
-cargo build --release --workspace --examples --quiet
+cargo build --release --workspace --lib --bins --examples --quiet
 # An out-of-tree plugin crate, built the way a third party builds one (own workspace and target).
 cargo build --release --quiet --manifest-path examples/third-party-sampler/Cargo.toml --target-dir target/third-party
 cargo test --release --workspace -- --show-output
