@@ -123,6 +123,7 @@ fn summarise(timings: &[StepTimings]) -> StepTimings {
             data: acc.data + t.data,
             compute: acc.compute + t.compute,
             optimizer: acc.optimizer + t.optimizer,
+            sync: acc.sync + t.sync,
             total: acc.total + t.total,
         })
 }

@@ -36,6 +36,9 @@ pub struct CheckpointState {
     /// The generator's saved state (JSON text), when the run has a generator.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generator_state: Option<String>,
+    /// Processes of the data-parallel run that wrote it (absent: 1); a resume needs as many.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub world_size: Option<u64>,
 }
 
 /// The tensors of a checkpoint.
@@ -89,6 +92,11 @@ fn checkpoints_dir(run_dir: &Path) -> PathBuf {
     run_dir.join("checkpoints")
 }
 
+/// The folder of the checkpoint taken after `step` steps.
+pub fn step_dir(run_dir: &Path, step: u64) -> PathBuf {
+    checkpoints_dir(run_dir).join(format!("step-{step:08}"))
+}
+
 /// Writes a checkpoint and points `latest.json` at it; keeps the newest `keep` checkpoints.
 pub fn save(
     run_dir: &Path,
@@ -97,8 +105,12 @@ pub fn save(
     keep: usize,
 ) -> Result<PathBuf> {
     let root = checkpoints_dir(run_dir);
-    let name = format!("step-{:08}", state.step);
-    let final_dir = root.join(&name);
+    let final_dir = step_dir(run_dir, state.step);
+    let name = final_dir
+        .file_name()
+        .expect("a step folder")
+        .to_string_lossy()
+        .into_owned();
     let temp_dir = root.join(format!(".{name}.tmp-{}", std::process::id()));
     if temp_dir.exists() {
         std::fs::remove_dir_all(&temp_dir)?;

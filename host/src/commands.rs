@@ -1,6 +1,9 @@
 //! What each `nas` subcommand does, from parsed arguments to outputs.
 
-use std::path::{Path, PathBuf};
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
@@ -8,6 +11,7 @@ use serde::Serialize;
 use crate::{
     config::RunConfig,
     device,
+    distributed::Distributed,
     eval::{evaluate, BnPolicy, EvalResult},
     plugins::Origin,
     session::{self, load_run_config, Space, TrainedRun},
@@ -49,9 +53,22 @@ pub fn train(
         }
     };
     set_threads(config.run.threads);
-    let device = device::select(&config.run.device)?;
+    let dist = Distributed::from_env(Duration::from_secs_f64(config.run.collective_timeout))?;
+    let device = match (&dist, device::select(&config.run.device)?) {
+        // One GPU per local rank.
+        (Some(dist), tch::Device::Cuda(_)) => tch::Device::Cuda(dist.local_rank()),
+        (_, device) => device,
+    };
+    let rank = dist.as_ref().map_or(0, |d| d.rank());
     let catalog = session::catalog(&config.plugins.path, plugin_path);
-    let mut trainer = Trainer::new(config.clone(), run_dir, catalog, device, resume.is_some())?;
+    let mut trainer = Trainer::new_with(
+        config.clone(),
+        run_dir,
+        catalog,
+        device,
+        resume.is_some(),
+        dist,
+    )?;
     let interrupt = interrupt_flag()?;
     let summary = trainer.run(
         StopPolicy {
@@ -64,6 +81,10 @@ pub fn train(
             Progress::Lines
         },
     )?;
+    if rank > 0 {
+        // Rank 0 reports for the run.
+        return Ok(());
+    }
     println!(
         "trained {} steps ({}/{} done) in {:.1}s, {:.0} img/s, final loss {:.4}",
         summary.steps_run,
@@ -73,6 +94,13 @@ pub fn train(
         summary.mean_images_per_s,
         summary.final_loss
     );
+    if summary.world_size > 1 {
+        println!(
+            "{} processes; exchanges with the other ranks took {:.1}% of step time",
+            summary.world_size,
+            100.0 * summary.sync_share
+        );
+    }
     println!("run folder: {}", summary.run_dir.display());
     println!("checkpoint: {}", summary.checkpoint.display());
     if summary.interrupted {

@@ -46,6 +46,9 @@ pub struct RunSection {
     pub device: String,
     /// libtorch intra-op threads (0 = libtorch's default).
     pub threads: usize,
+    /// Seconds a data-parallel collective may wait for the other ranks before the run fails
+    /// (a dead or stuck rank).
+    pub collective_timeout: f64,
 }
 
 impl Default for RunSection {
@@ -56,6 +59,7 @@ impl Default for RunSection {
             seed: 0,
             device: "auto".into(),
             threads: 0,
+            collective_timeout: 300.0,
         }
     }
 }
@@ -316,6 +320,9 @@ pub struct TrainSection {
     pub keep_checkpoints: usize,
     /// Show a progress bar (off when not a terminal).
     pub progress: bool,
+    /// In a data-parallel run, ranks other than 0 also log their steps, to
+    /// `<run>/ranks/metrics-rank<R>.jsonl` (to check that all ranks train the same subnets).
+    pub rank_metrics: bool,
 }
 
 impl Default for TrainSection {
@@ -327,6 +334,7 @@ impl Default for TrainSection {
             checkpoint_every: 500,
             keep_checkpoints: 2,
             progress: true,
+            rank_metrics: false,
         }
     }
 }
@@ -401,6 +409,12 @@ impl RunConfig {
 
     /// Checks values serde cannot.
     pub fn validate(&self) -> Result<()> {
+        if !(self.run.collective_timeout.is_finite() && self.run.collective_timeout > 0.0) {
+            bail!(
+                "config field `run.collective_timeout` must be a positive number of seconds, got {}",
+                self.run.collective_timeout
+            );
+        }
         if self.train.batch_size == 0 {
             bail!("config field `train.batch_size` must be at least 1");
         }
@@ -477,7 +491,9 @@ impl RunConfig {
         relevant.run.name.clear();
         relevant.run.out_dir.clear();
         relevant.run.threads = 0;
+        relevant.run.collective_timeout = 0.0;
         relevant.train.progress = true;
+        relevant.train.rank_metrics = false;
         relevant.train.checkpoint_every = 0;
         relevant.train.keep_checkpoints = 0;
         relevant.plugins = PluginsSection::default();

@@ -422,6 +422,8 @@ pub struct BatchSource {
     seed: u64,
     per_epoch: u64,
     cached: Option<(u64, Vec<i64>)>,
+    /// `(rank, world size)`: this process takes its slice of every global batch.
+    shard: (usize, usize),
 }
 
 impl BatchSource {
@@ -436,7 +438,31 @@ impl BatchSource {
             seed,
             per_epoch,
             cached: None,
+            shard: (0, 1),
         })
+    }
+
+    /// Global batches of `batch_size` of which this process (`rank` of `world_size`) takes the
+    /// `rank`-th of `world_size` equal slices: the ranks together see exactly the batches of a
+    /// single-process run, each epoch in the same seeded order.
+    pub fn sharded(
+        n: usize,
+        batch_size: usize,
+        seed: u64,
+        rank: usize,
+        world_size: usize,
+    ) -> Result<Self> {
+        if world_size == 0 || rank >= world_size {
+            bail!("rank {rank} is not within a world of {world_size} processes");
+        }
+        if !batch_size.is_multiple_of(world_size) {
+            bail!(
+                "config field `train.batch_size` ({batch_size}) is the global batch and must split evenly over the {world_size} processes; pick a multiple of {world_size}"
+            );
+        }
+        let mut source = BatchSource::new(n, batch_size, seed)?;
+        source.shard = (rank, world_size);
+        Ok(source)
     }
 
     /// Batches per epoch.
@@ -451,8 +477,10 @@ impl BatchSource {
             self.cached = Some((epoch, epoch_order(n, self.seed, epoch)));
         }
         let order = &self.cached.as_ref().expect("just cached").1;
-        let start = (index % self.per_epoch) as usize * self.batch_size;
-        order[start..start + self.batch_size].to_vec()
+        let (rank, world_size) = self.shard;
+        let share = self.batch_size / world_size;
+        let start = (index % self.per_epoch) as usize * self.batch_size + rank * share;
+        order[start..start + share].to_vec()
     }
 
     /// Global batch `index` of `split`.
@@ -465,6 +493,24 @@ impl BatchSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shards_partition_each_global_batch_in_rank_order() {
+        let mut whole = BatchSource::new(20, 6, 3).unwrap();
+        for index in [0, 2, 4] {
+            let global = whole.indices(index, 20);
+            let parts: Vec<i64> = (0..3)
+                .flat_map(|rank| {
+                    BatchSource::sharded(20, 6, 3, rank, 3)
+                        .unwrap()
+                        .indices(index, 20)
+                })
+                .collect();
+            assert_eq!(parts, global);
+        }
+        let err = BatchSource::sharded(20, 6, 3, 0, 4).err().unwrap();
+        assert!(err.to_string().contains("train.batch_size"), "{err}");
+    }
 
     #[test]
     fn batches_cover_each_epoch_once_and_depend_on_seed() {

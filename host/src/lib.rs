@@ -8,6 +8,7 @@
 //! | [`data`], [`image_folder`] | datasets and seeded batch order |
 //! | [`optim`] | SGD / AdamW with momentum groups, inactive-parameter rule, schedules, clipping |
 //! | [`trainer`] | the training loop |
+//! | [`distributed`] | data-parallel training over c10d: config check, broadcasts, gradient buckets |
 //! | [`generator`] | the run's architecture generator, its optimizer and held-out probes |
 //! | [`checkpoint`] | atomic checkpoints and resume |
 //! | [`loss`] | per-path losses (labels, distillation) |
@@ -25,6 +26,7 @@ pub mod commands;
 pub mod config;
 pub mod data;
 pub mod device;
+pub mod distributed;
 pub mod eval;
 pub mod export;
 pub mod generated;
@@ -32,6 +34,7 @@ pub mod generator;
 pub mod groundtruth;
 pub mod image_folder;
 pub mod io;
+pub mod launch;
 pub mod loss;
 pub mod metrics;
 pub mod optim;

@@ -181,6 +181,16 @@ enum Command {
         #[command(flatten)]
         options: commands::BenchOptions,
     },
+    /// Run a command as N processes of one data-parallel run on this machine (what torchrun
+    /// --nproc-per-node N --no-python does), e.g. `nas launch -n 2 -- train --config run.toml`.
+    Launch {
+        /// Number of processes (ranks).
+        #[arg(long, short = 'n', value_name = "N")]
+        processes: usize,
+        /// The nas command line each rank runs, after `--`.
+        #[arg(last = true, required = true, value_name = "COMMAND")]
+        command: Vec<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -296,6 +306,9 @@ fn main() -> ExitCode {
             &cli.plugin_path,
         ),
         Command::Bench { options } => commands::bench(&options, &cli.plugin_path),
+        Command::Launch { processes, command } => std::env::current_exe()
+            .map_err(anyhow::Error::from)
+            .and_then(|exe| nas_host::launch::launch(&exe, processes, &command)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -166,7 +166,7 @@ impl Optimizer {
     }
 
     /// The parameter indices a step with these `active` indices updates.
-    fn updated(&self, active: &[usize]) -> Vec<usize> {
+    pub fn updated(&self, active: &[usize]) -> Vec<usize> {
         match self.inactive {
             InactiveRule::Exclude => active.to_vec(),
             InactiveRule::Include => (0..self.params.len()).collect(),

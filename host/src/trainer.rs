@@ -24,6 +24,7 @@ use crate::{
     checkpoint::{self, CheckpointState, CheckpointTensors},
     config::RunConfig,
     data::{BatchSource, Dataset},
+    distributed::Distributed,
     generator::RunGenerator,
     metrics::{self, MetricsWriter, PathRecord, ProbeRecord, StepRecord},
     optim::{LrSchedule, Optimizer},
@@ -71,6 +72,8 @@ pub struct Trainer {
     steps_per_epoch: u64,
     step: u64,
     batches_consumed: u64,
+    /// The process group of a data-parallel run (`None`: this process trains alone).
+    dist: Option<Distributed>,
 }
 
 /// Written to `<run>/run.json`: what produced the run.
@@ -87,6 +90,7 @@ struct RunManifest<'a> {
     steps_per_epoch: u64,
     sdk_version: &'a str,
     libtorch_version: &'a str,
+    world_size: usize,
 }
 
 fn step_seed(seed: u64, step: u64) -> i64 {
@@ -105,6 +109,24 @@ impl Trainer {
         device: Device,
         resume: bool,
     ) -> Result<Self> {
+        Self::new_with(config, run_dir, catalog, device, resume, None)
+    }
+
+    /// [`Trainer::new`] for one process of a data-parallel run (`dist`): the ranks check that
+    /// they run the same config, each takes its slice of every global batch, and all start from
+    /// rank 0's weights and optimizer state.
+    pub fn new_with(
+        config: RunConfig,
+        run_dir: PathBuf,
+        catalog: SharedCatalog,
+        device: Device,
+        resume: bool,
+        dist: Option<Distributed>,
+    ) -> Result<Self> {
+        if let Some(dist) = &dist {
+            // Before any loading, so a mismatched rank is refused at once.
+            dist.check_same_config(&config.trajectory_hash())?;
+        }
         let data = Dataset::load(&config.data, config.run.seed, device)?;
         let mut space = Space::create(
             &catalog,
@@ -117,7 +139,14 @@ impl Trainer {
         let params = space.parameters()?;
         let buffers = space.buffers()?;
 
-        let batches = BatchSource::new(data.train.len(), config.train.batch_size, config.run.seed)?;
+        let (rank, world_size) = dist.as_ref().map_or((0, 1), |d| (d.rank(), d.world_size()));
+        let batches = BatchSource::sharded(
+            data.train.len(),
+            config.train.batch_size,
+            config.run.seed,
+            rank,
+            world_size,
+        )?;
         let steps_per_epoch = batches.per_epoch();
         let total_steps = if config.train.steps > 0 {
             config.train.steps
@@ -137,8 +166,8 @@ impl Trainer {
             seed: config.run.seed,
             total_steps,
             steps_per_epoch,
-            rank: 0,
-            world_size: 1,
+            rank: rank as u32,
+            world_size: world_size as u32,
         };
         let services = || {
             HostContext::from_services(Services {
@@ -177,11 +206,70 @@ impl Trainer {
             steps_per_epoch,
             step: 0,
             batches_consumed: 0,
+            dist,
         };
         if resume {
             trainer.restore()?;
         }
+        trainer.synchronise_state()?;
         Ok(trainer)
+    }
+
+    /// Makes every rank hold rank 0's parameters, buffers, optimizer state and generator.
+    fn synchronise_state(&self) -> Result<()> {
+        let Some(dist) = &self.dist else {
+            return Ok(());
+        };
+        dist.broadcast_from_rank0(&self.state_tensors())
+    }
+
+    /// Every tensor of the training state, in a fixed order: parameters, buffers, optimizer
+    /// state, then the generator's parameters and optimizer state.
+    fn state_tensors(&self) -> Vec<Tensor> {
+        let mut tensors: Vec<Tensor> = self
+            .params
+            .iter()
+            .chain(&self.buffers)
+            .map(|(_, t)| t.shallow_clone())
+            .collect();
+        tensors.extend(self.optimizer.state().into_iter().map(|(_, _, _, t)| t));
+        if let Some(generator) = &self.generator {
+            tensors.extend(generator.params.iter().map(|(_, t)| t.shallow_clone()));
+            tensors.extend(
+                generator
+                    .optimizer
+                    .state()
+                    .into_iter()
+                    .map(|(_, _, _, t)| t),
+            );
+        }
+        tensors
+    }
+
+    /// In a data-parallel run, fails unless all ranks hold the same training state (a cheap
+    /// guard run at checkpoints and at the end); logs the state's digest.
+    fn check_ranks_agree(&self) -> Result<()> {
+        if let Some(dist) = &self.dist {
+            let digest =
+                dist.check_identical(&self.state_tensors(), "parameters or optimizer state")?;
+            eprintln!(
+                "rank {}: training state after step {} has digest {digest}, the same on all {} ranks",
+                dist.rank(),
+                self.step,
+                dist.world_size()
+            );
+        }
+        Ok(())
+    }
+
+    /// Whether this process writes the run folder (rank 0, or the only process).
+    fn writes_outputs(&self) -> bool {
+        self.dist.as_ref().is_none_or(|d| d.rank() == 0)
+    }
+
+    /// Processes training together (1 when not distributed).
+    fn world_size(&self) -> usize {
+        self.dist.as_ref().map_or(1, |d| d.world_size())
     }
 
     /// Total steps of the run.
@@ -207,6 +295,14 @@ impl Trainer {
             );
         };
         let (state, tensors) = checkpoint::load(&dir)?;
+        let saved_world = state.world_size.unwrap_or(1);
+        if saved_world != self.world_size() as u64 {
+            bail!(
+                "--resume: the checkpoint in {} was written by {saved_world} process(es), this run has {}; resume with the same number of processes (the data order and batch split depend on it)",
+                dir.display(),
+                self.world_size()
+            );
+        }
         let hash = self.config.trajectory_hash();
         if state.config_hash != hash {
             bail!(
@@ -273,6 +369,7 @@ impl Trainer {
                 ),
                 None => None,
             },
+            world_size: (self.world_size() > 1).then_some(self.world_size() as u64),
         };
         let tensors = CheckpointTensors {
             params: self
@@ -322,6 +419,7 @@ impl Trainer {
             steps_per_epoch: self.steps_per_epoch,
             sdk_version: nas_sdk::SDK_VERSION,
             libtorch_version: nas_sdk::LIBTORCH_VERSION,
+            world_size: self.world_size(),
         };
         crate::io::write_json_atomic(&self.run_dir.join("run.json"), &manifest)
     }
@@ -516,6 +614,30 @@ impl Trainer {
         active.sort_unstable();
         active.dedup();
         lap(&mut timings.host);
+        if let Some(dist) = &self.dist {
+            // One exchange per step: the updated parameters' gradients (and the generator's),
+            // averaged, so every rank applies the update a single process would.
+            let mut synced: Vec<Tensor> = self
+                .optimizer
+                .updated(&active)
+                .into_iter()
+                .map(|i| self.params[i].1.shallow_clone())
+                .collect();
+            if generated_any {
+                if let Some(generator) = &self.generator {
+                    synced.extend(generator.params.iter().map(|(_, t)| t.shallow_clone()));
+                }
+            }
+            dist.average_gradients(&synced)?;
+            // The sampler's feedback and the log see the global batch's losses.
+            let mean = dist.average(&losses)?;
+            for (record, value) in records.iter_mut().zip(&mean) {
+                record.loss = *value;
+            }
+            losses = mean;
+            images *= dist.world_size();
+            lap(&mut timings.sync);
+        }
         // Eq. 8 of ShiftNAS needs w_{t-1}: a copy only for the steps that ask for it.
         let previous: Option<Vec<Tensor>> = plan
             .keep_previous_weights
@@ -527,6 +649,19 @@ impl Trainer {
             }
         }
         lap(&mut timings.optimizer);
+        if let Some(dist) = &self.dist {
+            // Running BN statistics come from each rank's slice; rank 0's are kept, as PyTorch's
+            // DDP does, so every rank (and a checkpoint) holds the same buffers.
+            if !self.buffers.is_empty() {
+                let buffers: Vec<Tensor> = self
+                    .buffers
+                    .iter()
+                    .map(|(_, t)| t.shallow_clone())
+                    .collect();
+                dist.broadcast_from_rank0(&buffers)?;
+            }
+            lap(&mut timings.sync);
+        }
         let probes = self.run_probes(&plan, previous.as_deref())?;
         lap(&mut timings.compute);
 
@@ -638,12 +773,30 @@ impl Trainer {
     }
 
     /// Trains to the end (or until `stop` says so); writes metrics, checkpoints and plots.
+    ///
+    /// In a data-parallel run every rank trains, and rank 0 alone writes the run folder.
     pub fn run(&mut self, stop: StopPolicy, progress: Progress) -> Result<TrainSummary> {
-        std::fs::create_dir_all(&self.run_dir)
-            .with_context(|| format!("creating run folder {}", self.run_dir.display()))?;
-        self.write_run_files()?;
+        let writes = self.writes_outputs();
         let metrics_path = self.run_dir.join("metrics.jsonl");
-        let mut metrics = MetricsWriter::open(&metrics_path, self.step)?;
+        let mut metrics = if writes {
+            std::fs::create_dir_all(&self.run_dir)
+                .with_context(|| format!("creating run folder {}", self.run_dir.display()))?;
+            self.write_run_files()?;
+            Some(MetricsWriter::open(&metrics_path, self.step)?)
+        } else {
+            None
+        };
+        let mut rank_metrics = match &self.dist {
+            Some(dist) if !writes && self.config.train.rank_metrics => {
+                let dir = self.run_dir.join("ranks");
+                std::fs::create_dir_all(&dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
+                let path = dir.join(format!("metrics-rank{}.jsonl", dist.rank()));
+                Some(MetricsWriter::open(&path, self.step)?)
+            }
+            _ => None,
+        };
+        let progress = if writes { progress } else { Progress::Silent };
 
         let start_step = self.step;
         let bar = progress_bar(self.total_steps, start_step, progress == Progress::Bar);
@@ -653,25 +806,32 @@ impl Trainer {
         let every = self.config.train.checkpoint_every;
         let log_every = (self.total_steps / 20).max(1);
         let mut interrupted = false;
+        let (mut step_seconds, mut sync_seconds) = (0.0, 0.0);
         while self.step < self.total_steps {
             if let Some(limit) = stop.after_steps {
                 if self.step - start_step >= limit {
                     break;
                 }
             }
-            if stop
+            let mut stop_now = stop
                 .interrupt
                 .as_ref()
-                .is_some_and(|flag| flag.load(Ordering::SeqCst))
-            {
+                .is_some_and(|flag| flag.load(Ordering::SeqCst));
+            if let Some(dist) = &self.dist {
+                // Every rank must leave at the same step, whichever got the signal.
+                stop_now = dist.any(stop_now)?;
+            }
+            if stop_now {
                 interrupted = true;
                 break;
             }
-            let (record, _) = match self.run_step() {
+            let (record, timings) = match self.run_step() {
                 Ok(done) => done,
                 Err(err) => {
                     bar.abandon();
-                    metrics.flush()?;
+                    if let Some(metrics) = metrics.as_mut() {
+                        metrics.flush()?;
+                    }
                     let kept = match checkpoint::latest(&self.run_dir) {
                         Ok(Some(dir)) => format!(
                             "the last checkpoint is {} (continue with `nas train --resume {}`)",
@@ -685,7 +845,11 @@ impl Trainer {
                     );
                 }
             };
-            metrics.write(&record)?;
+            if let Some(metrics) = metrics.as_mut().or(rank_metrics.as_mut()) {
+                metrics.write(&record)?;
+            }
+            step_seconds += timings.total;
+            sync_seconds += timings.sync;
             last_loss = record.loss;
             recent_images += record.images_per_s;
             bar.set_position(self.step);
@@ -693,7 +857,7 @@ impl Trainer {
                 "loss {:.4}  lr {:.4}  {:.0} img/s",
                 record.loss, record.lr, record.images_per_s
             ));
-            if bar.is_hidden()
+            if progress == Progress::Lines
                 && (self.step.is_multiple_of(log_every) || self.step == self.total_steps)
             {
                 eprintln!(
@@ -702,11 +866,43 @@ impl Trainer {
                 );
             }
             if every > 0 && self.step.is_multiple_of(every) && self.step < self.total_steps {
-                metrics.flush()?;
-                self.save_checkpoint()?;
+                self.check_ranks_agree()?;
+                if let Some(metrics) = metrics.as_mut() {
+                    metrics.flush()?;
+                    self.save_checkpoint()?;
+                }
             }
         }
         bar.finish_and_clear();
+        self.check_ranks_agree()?;
+        let steps_run = self.step - start_step;
+        let summary = TrainSummary {
+            run_dir: self.run_dir.clone(),
+            interrupted,
+            checkpoint: checkpoint::step_dir(&self.run_dir, self.step),
+            steps_run,
+            step: self.step,
+            total_steps: self.total_steps,
+            final_loss: last_loss,
+            seconds: started.elapsed().as_secs_f64(),
+            mean_images_per_s: if steps_run > 0 {
+                recent_images / steps_run as f64
+            } else {
+                0.0
+            },
+            world_size: self.world_size(),
+            sync_share: if step_seconds > 0.0 {
+                sync_seconds / step_seconds
+            } else {
+                0.0
+            },
+        };
+        let Some(mut metrics) = metrics else {
+            if let Some(mut rank_metrics) = rank_metrics {
+                rank_metrics.flush()?;
+            }
+            return Ok(summary);
+        };
         metrics.flush()?;
         let checkpoint = self.save_checkpoint()?;
         let records = metrics::read(&metrics_path)?;
@@ -720,21 +916,9 @@ impl Trainer {
                 &self.run_dir.join("plots/generator.svg"),
             )?;
         }
-        let steps_run = self.step - start_step;
         Ok(TrainSummary {
-            run_dir: self.run_dir.clone(),
-            interrupted,
             checkpoint,
-            steps_run,
-            step: self.step,
-            total_steps: self.total_steps,
-            final_loss: last_loss,
-            seconds: started.elapsed().as_secs_f64(),
-            mean_images_per_s: if steps_run > 0 {
-                recent_images / steps_run as f64
-            } else {
-                0.0
-            },
+            ..summary
         })
     }
 }
@@ -801,6 +985,8 @@ pub struct StepTimings {
     pub compute: f64,
     /// Zeroing gradients and the optimizer update.
     pub optimizer: f64,
+    /// Exchanges with the other ranks of a data-parallel run (gradients, losses, buffers).
+    pub sync: f64,
     /// The whole step.
     pub total: f64,
 }
@@ -824,8 +1010,12 @@ pub struct TrainSummary {
     pub final_loss: f64,
     /// Wall time of this invocation.
     pub seconds: f64,
-    /// Mean training throughput.
+    /// Mean training throughput (of all ranks together).
     pub mean_images_per_s: f64,
+    /// Processes that trained (1 when not distributed).
+    pub world_size: usize,
+    /// Share of step time spent exchanging with the other ranks (0 when alone).
+    pub sync_share: f64,
 }
 
 /// The run folder for `config`.
