@@ -38,6 +38,7 @@ run two-1 1 $nas launch -n 2 -- | grep -E "trained|exchanges"
     .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps xautodl==1.0.0
 for processes in 1 2; do
     echo "== peer: PyTorch DDP, $processes process(es), 1 thread each"
-    .venv/bin/torchrun --nproc-per-node "$processes" --master-port 0 bench/peer_ddp_nb201.py \
+    port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    .venv/bin/torchrun --nproc-per-node "$processes" --master-addr 127.0.0.1 --master-port "$port" bench/peer_ddp_nb201.py \
         --threads 1 2>/dev/null
 done
