@@ -61,26 +61,16 @@ impl Distributed {
     pub fn check_same_config(&self, hash: &str) -> Result<()> {
         let value = u64::from_str_radix(hash, 16)
             .with_context(|| format!("config hash `{hash}` is not hexadecimal"))?;
-        // Two 32-bit halves: exact in any integer collective.
-        let halves = Tensor::from_slice(&[(value >> 32) as i64, (value & 0xffff_ffff) as i64]);
-        let from_rank0 = halves.copy();
-        self.group
-            .broadcast(&[from_rank0.shallow_clone()], 0)
-            .context("broadcasting rank 0's config hash")?;
-        let differs = i64::from(halves != from_rank0);
-        let count = Tensor::from_slice(&[differs]);
-        self.group
-            .all_reduce_sum(&[count.shallow_clone()])
-            .context("comparing config hashes")?;
-        let count = count.int64_value(&[0]);
-        if differs == 1 {
-            let theirs = (from_rank0.int64_value(&[0]) << 32) | from_rank0.int64_value(&[1]);
+        let comparison = self.compare_with_rank0(value, "config hash")?;
+        if comparison.rank0 != value {
             bail!(
-                "rank {}'s config (hash {hash}) differs from rank 0's (hash {theirs:016x}); every rank must run the same config (check the --set arguments and config file of each)",
-                self.rank()
+                "rank {}'s config (hash {hash}) differs from rank 0's (hash {:016x}); every rank must run the same config (check the --set arguments and config file of each)",
+                self.rank(),
+                comparison.rank0
             );
         }
-        if count > 0 {
+        if comparison.differing > 0 {
+            let count = comparison.differing;
             bail!(
                 "{count} rank(s) run a config that differs from rank 0's (hash {hash}); see their errors, and give every rank the same config"
             );
@@ -155,17 +145,7 @@ impl Distributed {
     pub fn check_identical(&self, tensors: &[Tensor], what: &str) -> Result<String> {
         let digest = state_digest(tensors);
         let value = u64::from_str_radix(&digest, 16).expect("hex digest");
-        let halves = Tensor::from_slice(&[(value >> 32) as i64, (value & 0xffff_ffff) as i64]);
-        let from_rank0 = halves.copy();
-        self.group
-            .broadcast(&[from_rank0.shallow_clone()], 0)
-            .context("broadcasting rank 0's state digest")?;
-        let differs = i64::from(halves != from_rank0);
-        let count = Tensor::from_slice(&[differs]);
-        self.group
-            .all_reduce_sum(&[count.shallow_clone()])
-            .context("comparing state digests")?;
-        let count = count.int64_value(&[0]);
+        let count = self.compare_with_rank0(value, "state digest")?.differing;
         if count > 0 {
             bail!(
                 "{count} rank(s) hold {what} that differ from rank 0's (this rank's digest {digest}): the ranks diverged, which is a bug (report it with the config)"
@@ -174,10 +154,36 @@ impl Distributed {
         Ok(digest)
     }
 
+    /// Broadcasts rank 0's `value` and counts the ranks whose own value differs from it.
+    fn compare_with_rank0(&self, value: u64, what: &str) -> Result<Comparison> {
+        // Two 32-bit halves: exact in any integer collective.
+        let halves = Tensor::from_slice(&[(value >> 32) as i64, (value & 0xffff_ffff) as i64]);
+        let from_rank0 = halves.copy();
+        self.group
+            .broadcast(&[from_rank0.shallow_clone()], 0)
+            .with_context(|| format!("broadcasting rank 0's {what}"))?;
+        let rank0 =
+            ((from_rank0.int64_value(&[0]) as u64) << 32) | from_rank0.int64_value(&[1]) as u64;
+        let count = Tensor::from_slice(&[i64::from(rank0 != value)]);
+        self.group
+            .all_reduce_sum(&[count.shallow_clone()])
+            .with_context(|| format!("comparing {what}s"))?;
+        Ok(Comparison {
+            rank0,
+            differing: count.int64_value(&[0]),
+        })
+    }
+
     /// Waits for every rank (e.g. so no rank exits while rank 0 still writes).
     pub fn barrier(&self) -> Result<()> {
         self.group.barrier().context("waiting for the other ranks")
     }
+}
+
+/// Rank 0's value and how many ranks hold another.
+struct Comparison {
+    rank0: u64,
+    differing: i64,
 }
 
 /// A 64-bit hex digest (SHA-256 prefix) of the tensors' bytes, in order.
