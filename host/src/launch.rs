@@ -16,7 +16,7 @@ use anyhow::{bail, Context, Result};
 const GRACE: Duration = Duration::from_secs(30);
 
 /// A free TCP port on the loopback interface for the rendezvous store.
-fn free_port() -> Result<u16> {
+pub fn free_port() -> Result<u16> {
     let listener = TcpListener::bind("127.0.0.1:0").context("finding a free port on 127.0.0.1")?;
     Ok(listener.local_addr()?.port())
 }

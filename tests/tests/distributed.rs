@@ -4,7 +4,6 @@
 //! (FairNAS, DYNAS) train the same subnets on both ranks, `nas launch` and torchrun start runs.
 
 use std::{
-    net::TcpListener,
     path::Path,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
@@ -14,11 +13,7 @@ use nas_host::metrics::{read, StepRecord};
 use nas_tests::*;
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    nas_host::launch::free_port().expect("a free port on 127.0.0.1")
 }
 
 fn sets(items: &[String]) -> Vec<String> {
