@@ -65,6 +65,9 @@ pub mod tensor;
 pub mod types;
 pub mod version;
 
+#[cfg(test)]
+mod test_support;
+
 pub use api::{Component, Generation, Generator, HostServices, Sampler, SearchSpace};
 pub use client::{GeneratorClient, HostContext, SamplerClient, SpaceClient};
 pub use error::{ErrorKind, PluginError, PluginResult};

@@ -1,156 +1,9 @@
-//! Building blocks for supernets: an ordered parameter store and plain layers with PyTorch's
-//! default initialisation, whose batch norm follows the host's [`ForwardOptions`].
-//!
-//! Layers are plain structs with a `forward`, in the style of tch-rs's examples. Each remembers
-//! the indices of its parameters in the [`ParamStore`] so a space can report the parameters an
-//! arch uses ([`crate::SearchSpace::active_parameters`]).
+//! Batch normalisation that follows the host's [`ForwardOptions`], at full or elastic width.
 
 use tch::{Device, Kind, Tensor};
 
+use super::{init::join, slice, store::ParamStore};
 use crate::{BnMode, ForwardOptions};
-
-/// An ordered list of named parameters and buffers on one device.
-///
-/// ```
-/// use nas_sdk::nn::{Conv2d, ParamStore};
-/// let mut store = ParamStore::new(tch::Device::Cpu);
-/// let conv = Conv2d::new(&mut store, "stem", 3, 8, 3, 1, 1, false);
-/// assert_eq!(store.parameters()[0].0, "stem.weight");
-/// assert_eq!(conv.param_ids(), &[0]);
-/// ```
-pub struct ParamStore {
-    device: Device,
-    params: Vec<(String, Tensor)>,
-    buffers: Vec<(String, Tensor)>,
-}
-
-impl ParamStore {
-    /// An empty store creating tensors on `device`.
-    pub fn new(device: Device) -> Self {
-        ParamStore {
-            device,
-            params: Vec::new(),
-            buffers: Vec::new(),
-        }
-    }
-
-    /// The device tensors are created on.
-    pub fn device(&self) -> Device {
-        self.device
-    }
-
-    /// Registers `init` (moved to the store's device) as a trainable parameter; returns the
-    /// parameter and its index.
-    pub fn param(&mut self, name: &str, init: Tensor) -> (Tensor, usize) {
-        let tensor = init.to_device(self.device).set_requires_grad(true);
-        self.params.push((name.to_string(), tensor.shallow_clone()));
-        (tensor, self.params.len() - 1)
-    }
-
-    /// Registers `init` (moved to the store's device) as a buffer (no gradient).
-    pub fn buffer(&mut self, name: &str, init: Tensor) -> Tensor {
-        let tensor = init.to_device(self.device);
-        self.buffers
-            .push((name.to_string(), tensor.shallow_clone()));
-        tensor
-    }
-
-    /// Shallow clones of all parameters, in registration order.
-    pub fn parameters(&self) -> Vec<(String, Tensor)> {
-        self.params
-            .iter()
-            .map(|(n, t)| (n.clone(), t.shallow_clone()))
-            .collect()
-    }
-
-    /// Shallow clones of all buffers, in registration order.
-    pub fn buffers(&self) -> Vec<(String, Tensor)> {
-        self.buffers
-            .iter()
-            .map(|(n, t)| (n.clone(), t.shallow_clone()))
-            .collect()
-    }
-}
-
-/// `U(-1/sqrt(fan_in), 1/sqrt(fan_in))`: PyTorch's default for conv and linear weights
-/// (kaiming-uniform with `a = sqrt(5)`) and biases.
-pub(crate) fn uniform_fan_in(shape: &[i64], fan_in: i64) -> Tensor {
-    let bound = 1.0 / (fan_in as f64).sqrt();
-    Tensor::empty(shape, (Kind::Float, Device::Cpu)).uniform_(-bound, bound)
-}
-
-pub(crate) fn join(prefix: &str, name: &str) -> String {
-    if prefix.is_empty() {
-        name.to_string()
-    } else {
-        format!("{prefix}.{name}")
-    }
-}
-
-/// A 2-D convolution (`groups = 1`).
-pub struct Conv2d {
-    /// `[out, in, k, k]`.
-    pub weight: Tensor,
-    /// `[out]`, if biased.
-    pub bias: Option<Tensor>,
-    /// Stride.
-    pub stride: i64,
-    /// Zero padding.
-    pub padding: i64,
-    ids: Vec<usize>,
-}
-
-impl Conv2d {
-    /// A `kernel x kernel` convolution from `c_in` to `c_out` channels, registered as
-    /// `{prefix}.weight` (and `{prefix}.bias`).
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        store: &mut ParamStore,
-        prefix: &str,
-        c_in: i64,
-        c_out: i64,
-        kernel: i64,
-        stride: i64,
-        padding: i64,
-        bias: bool,
-    ) -> Self {
-        let fan_in = c_in * kernel * kernel;
-        let (weight, weight_id) = store.param(
-            &join(prefix, "weight"),
-            uniform_fan_in(&[c_out, c_in, kernel, kernel], fan_in),
-        );
-        let mut ids = vec![weight_id];
-        let bias = bias.then(|| {
-            let (b, id) = store.param(&join(prefix, "bias"), uniform_fan_in(&[c_out], fan_in));
-            ids.push(id);
-            b
-        });
-        Conv2d {
-            weight,
-            bias,
-            stride,
-            padding,
-            ids,
-        }
-    }
-
-    /// `[n, c_in, h, w] -> [n, c_out, h', w']`.
-    pub fn forward(&self, x: &Tensor) -> Tensor {
-        x.conv2d(
-            &self.weight,
-            self.bias.as_ref(),
-            [self.stride, self.stride],
-            [self.padding, self.padding],
-            [1, 1],
-            1,
-        )
-    }
-
-    /// Indices of this layer's parameters in its store.
-    pub fn param_ids(&self) -> &[usize] {
-        &self.ids
-    }
-}
 
 /// Batch normalisation over channels, optionally affine and optionally tracking running
 /// statistics, behaving as [`ForwardOptions::bn`] asks.
@@ -233,7 +86,7 @@ impl BatchNorm2d {
             self.momentum
         };
         let channels = x.size()[1];
-        let first = |t: &Option<Tensor>| t.as_ref().map(|t| crate::elastic::first(t, 0, channels));
+        let first = |t: &Option<Tensor>| t.as_ref().map(|t| slice::first(t, 0, channels));
         let (weight, bias) = (first(&self.weight), first(&self.bias));
         let (running_mean, running_var) = (first(&self.running_mean), first(&self.running_var));
         let (training, running_mean, running_var) = match (options.bn, running_mean.is_some()) {
@@ -274,7 +127,7 @@ impl BatchNorm2d {
         .into_iter()
         .filter_map(|(name, t)| {
             t.as_ref()
-                .map(|t| (join(prefix, name), crate::elastic::plain(t, &[channels])))
+                .map(|t| (join(prefix, name), slice::plain(t, &[channels])))
         })
         .collect()
     }
@@ -285,47 +138,10 @@ impl BatchNorm2d {
     }
 }
 
-/// A fully connected layer with bias.
-pub struct Linear {
-    /// `[out, in]`.
-    pub weight: Tensor,
-    /// `[out]`.
-    pub bias: Tensor,
-    ids: Vec<usize>,
-}
-
-impl Linear {
-    /// `in_features -> out_features`, registered as `{prefix}.weight|bias`.
-    pub fn new(store: &mut ParamStore, prefix: &str, in_features: i64, out_features: i64) -> Self {
-        let (weight, wid) = store.param(
-            &join(prefix, "weight"),
-            uniform_fan_in(&[out_features, in_features], in_features),
-        );
-        let (bias, bid) = store.param(
-            &join(prefix, "bias"),
-            uniform_fan_in(&[out_features], in_features),
-        );
-        Linear {
-            weight,
-            bias,
-            ids: vec![wid, bid],
-        }
-    }
-
-    /// `[n, in] -> [n, out]`.
-    pub fn forward(&self, x: &Tensor) -> Tensor {
-        x.linear(&self.weight, Some(&self.bias))
-    }
-
-    /// Indices of this layer's parameters in its store.
-    pub fn param_ids(&self) -> &[usize] {
-        &self.ids
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::{copy, max_diff, randn};
 
     #[test]
     fn batch_norm_modes() {
@@ -358,5 +174,71 @@ mod tests {
         // Running statistics at eval normalise the same batch to roughly zero mean.
         let y = bn.forward(&x, &ForwardOptions::EVAL);
         assert!(y.mean(Kind::Float).double_value(&[]).abs() < 1e-4);
+    }
+
+    #[test]
+    fn batch_norm_uses_and_updates_only_the_active_channels() {
+        tch::manual_seed(2);
+        let mut store = ParamStore::new(Device::Cpu);
+        let bn = BatchNorm2d::new(&mut store, "bn", 8, true, true, 0.1);
+        tch::no_grad(|| {
+            let _ = bn
+                .weight
+                .as_ref()
+                .unwrap()
+                .shallow_clone()
+                .uniform_(0.5, 1.5);
+            let _ = bn
+                .bias
+                .as_ref()
+                .unwrap()
+                .shallow_clone()
+                .uniform_(-0.5, 0.5);
+        });
+        let x = randn(&[4, 5, 3, 3]) * 2.0 + 1.0;
+        let running_mean = bn.running_mean.as_ref().unwrap();
+        let running_var = bn.running_var.as_ref().unwrap();
+        let (mean_before, var_before) = (copy(running_mean), copy(running_var));
+        let y = bn.forward(&x, &ForwardOptions::TRAIN);
+        let (rm, rv) = (
+            mean_before.narrow(0, 0, 5).copy(),
+            var_before.narrow(0, 0, 5).copy(),
+        );
+        let plain = x.batch_norm(
+            Some(&copy(&bn.weight.as_ref().unwrap().narrow(0, 0, 5))),
+            Some(&copy(&bn.bias.as_ref().unwrap().narrow(0, 0, 5))),
+            Some(&rm),
+            Some(&rv),
+            true,
+            0.1,
+            1e-5,
+            false,
+        );
+        assert!(max_diff(&y, &plain) <= 1e-6);
+        // The active channels' statistics moved exactly as the plain op's; the others did not.
+        assert!(max_diff(&running_mean.narrow(0, 0, 5), &rm) <= 1e-7);
+        assert!(max_diff(&running_var.narrow(0, 0, 5), &rv) <= 1e-6);
+        assert_eq!(
+            max_diff(&running_mean.narrow(0, 5, 3), &mean_before.narrow(0, 5, 3)),
+            0.0
+        );
+        // Full size in eval mode equals the plain op with running statistics.
+        let x8 = randn(&[2, 8, 3, 3]);
+        let eval = ForwardOptions {
+            bn: BnMode::Running,
+            ..ForwardOptions::EVAL
+        };
+        let y = bn.forward(&x8, &eval);
+        let plain = x8.batch_norm(
+            bn.weight.as_ref(),
+            bn.bias.as_ref(),
+            Some(running_mean),
+            Some(running_var),
+            false,
+            0.1,
+            1e-5,
+            false,
+        );
+        assert!(max_diff(&y, &plain) <= 1e-6);
     }
 }
