@@ -6,7 +6,7 @@
 use tch::{Device, Tensor};
 
 use crate::{
-    client::{HostContext, SamplerClient},
+    host::{HostContext, SamplerClient},
     Arch, Complexity, CostTable, Decision, ForwardOptions, GenerateMode, Metric, PluginError,
     PluginResult, StepFeedback, StepInfo, StepPlan,
 };

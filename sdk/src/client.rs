@@ -1,6 +1,10 @@
-//! Callers' side of the boundary: typed wrappers over the FFI objects, with `tch::Tensor` and
-//! `Result` again. The host uses them for everything it loads; wrapper samplers use
-//! [`SamplerClient`] for their base sampler and every sampler uses [`HostContext`].
+//! The host's side of the boundary: typed wrappers over the FFI objects of spaces and generators,
+//! with `tch::Tensor` and `Result` again, and the constructors that put an in-process
+//! implementation behind the FFI (the host's own services, test doubles, built-in components).
+//!
+//! Plugin authors need none of this: a sampler or generator is handed a [`HostContext`], and a
+//! wrapper sampler gets its base sampler as a [`SamplerClient`] (both in [`crate::host`], and
+//! re-exported here so their old paths keep working).
 
 use abi_stable::{
     sabi_trait::TD_Opaque,
@@ -8,16 +12,13 @@ use abi_stable::{
 };
 use tch::{Device, Tensor};
 
+pub use crate::host::{HostContext, SamplerClient};
 use crate::{
     api::{Generation, Generator, HostServices, Sampler, SearchSpace},
-    ffi::{
-        FfiGenerator_TO, FfiHost_TO, FfiSampler_TO, FfiSpace_TO, GeneratorBox, HostBox, SamplerBox,
-        SpaceBox,
-    },
+    ffi::{FfiGenerator_TO, FfiHost_TO, FfiSampler_TO, FfiSpace_TO, GeneratorBox, SpaceBox},
     guard::{GeneratorAdapter, HostAdapter, SamplerAdapter, SpaceAdapter},
     Arch, Complexity, Component, CostTable, Decision, DeviceSpec, ForwardOptions, GenerateMode,
-    Metric, NamedTensor, PluginResult, RunInfo, StepFeedback, StepInfo, StepPlan, TensorHandle,
-    TensorRef,
+    Metric, NamedTensor, PluginResult, TensorHandle, TensorRef,
 };
 
 fn unnamed(list: abi_stable::std_types::RVec<NamedTensor>) -> Vec<(String, Tensor)> {
@@ -137,55 +138,6 @@ impl SpaceClient {
     }
 }
 
-/// A sampler, whether loaded from a plugin or built in-process.
-pub struct SamplerClient {
-    inner: SamplerBox,
-}
-
-impl SamplerClient {
-    /// Wraps an FFI object returned by a plugin.
-    pub fn from_box(inner: SamplerBox) -> Self {
-        SamplerClient { inner }
-    }
-    /// Wraps an in-process implementation.
-    pub fn from_sampler<S: Sampler + Component>(sampler: S) -> Self {
-        let adapter = SamplerAdapter {
-            name: S::NAME,
-            inner: sampler,
-        };
-        SamplerClient {
-            inner: FfiSampler_TO::from_value(adapter, TD_Opaque),
-        }
-    }
-    /// The FFI object (to hand it across the boundary again).
-    pub fn into_box(self) -> SamplerBox {
-        self.inner
-    }
-    /// See [`Sampler::start`].
-    pub fn start(&mut self, host: HostContext) -> PluginResult<()> {
-        self.inner.start(host.inner).into_result()
-    }
-    /// See [`Sampler::plan`].
-    pub fn plan(&mut self, step: &StepInfo) -> PluginResult<StepPlan> {
-        self.inner.plan(*step).into_result()
-    }
-    /// See [`Sampler::observe`].
-    pub fn observe(&mut self, feedback: &StepFeedback) -> PluginResult<()> {
-        self.inner.observe(feedback).into_result()
-    }
-    /// See [`Sampler::save_state`].
-    pub fn save_state(&self) -> PluginResult<String> {
-        self.inner
-            .save_state()
-            .into_result()
-            .map(|s| s.into_string())
-    }
-    /// See [`Sampler::load_state`].
-    pub fn load_state(&mut self, state: &str) -> PluginResult<()> {
-        self.inner.load_state(RStr::from_str(state)).into_result()
-    }
-}
-
 /// A generator, whether loaded from a plugin or built in-process.
 pub struct GeneratorClient {
     inner: GeneratorBox,
@@ -209,7 +161,7 @@ impl GeneratorClient {
     /// See [`Generator::start`].
     pub fn start(&mut self, host: HostContext, device: Device) -> PluginResult<()> {
         self.inner
-            .start(host.inner, DeviceSpec::from_device(device))
+            .start(host.into_box(), DeviceSpec::from_device(device))
             .into_result()
     }
     /// See [`Generator::generate`].
@@ -248,54 +200,23 @@ impl GeneratorClient {
     }
 }
 
-/// The host's services as a sampler or generator sees them. Cheap to clone.
-#[derive(Clone)]
-pub struct HostContext {
-    inner: HostBox,
+impl SamplerClient {
+    /// Wraps an in-process implementation.
+    pub fn from_sampler<S: Sampler + Component>(sampler: S) -> Self {
+        let adapter = SamplerAdapter {
+            name: S::NAME,
+            inner: sampler,
+        };
+        SamplerClient::from_box(FfiSampler_TO::from_value(adapter, TD_Opaque))
+    }
 }
 
 impl HostContext {
-    /// Wraps the FFI object the host passed in.
-    pub fn from_box(inner: HostBox) -> Self {
-        HostContext { inner }
-    }
     /// Wraps a host implementation (the host itself, and test doubles).
     pub fn from_services<H: HostServices>(services: H) -> Self {
         let adapter = HostAdapter {
             inner: std::rc::Rc::new(services),
         };
-        HostContext {
-            inner: FfiHost_TO::from_ptr(RArc::new(adapter), TD_Opaque),
-        }
-    }
-    /// See [`HostServices::run_info`].
-    pub fn run_info(&self) -> RunInfo {
-        self.inner.run_info()
-    }
-    /// See [`HostServices::decisions`].
-    pub fn decisions(&self) -> PluginResult<Vec<Decision>> {
-        self.inner.decisions().into_result().map(Into::into)
-    }
-    /// See [`HostServices::complexity`].
-    pub fn complexity(&self, arch: &Arch) -> PluginResult<Complexity> {
-        self.inner.complexity(arch).into_result()
-    }
-    /// See [`HostServices::extremes`].
-    pub fn extremes(&self, metric: Metric) -> PluginResult<(Arch, Arch)> {
-        self.inner
-            .extremes(metric)
-            .into_result()
-            .map(|pair| pair.into_tuple())
-    }
-    /// See [`HostServices::cost_table`].
-    pub fn cost_table(&self, metric: Metric) -> PluginResult<CostTable> {
-        self.inner.cost_table(metric).into_result()
-    }
-    /// See [`HostServices::create_sampler`].
-    pub fn create_sampler(&self, name: &str, config: &str) -> PluginResult<SamplerClient> {
-        self.inner
-            .create_sampler(RStr::from_str(name), RStr::from_str(config))
-            .into_result()
-            .map(SamplerClient::from_box)
+        HostContext::from_box(FfiHost_TO::from_ptr(RArc::new(adapter), TD_Opaque))
     }
 }

@@ -8,8 +8,8 @@ use abi_stable::std_types::{RResult, RSlice, RStr, RString, RVec, Tuple2};
 
 use crate::{
     api::{Generator, HostServices, Sampler, SearchSpace},
-    client::{HostContext, SamplerClient},
     ffi::{FfiGeneration, FfiGenerator, FfiHost, FfiSampler, FfiSpace, HostBox, SamplerBox},
+    host::{HostContext, SamplerClient},
     Arch, Complexity, CostTable, Decision, DeviceSpec, ErrorKind, ForwardOptions, GenerateMode,
     Metric, NamedTensor, PluginError, PluginResult, RunInfo, StepFeedback, StepInfo, StepPlan,
     TensorHandle, TensorRef,

@@ -53,11 +53,14 @@
 #![warn(missing_docs)]
 
 pub mod api;
+#[doc(hidden)]
 pub mod client;
 pub mod elastic;
 pub mod error;
 pub mod ffi;
+#[doc(hidden)]
 pub mod guard;
+pub mod host;
 pub mod nn;
 pub mod plugin;
 pub mod rng;
@@ -69,8 +72,10 @@ pub mod version;
 mod test_support;
 
 pub use api::{Component, Generation, Generator, HostServices, Sampler, SearchSpace};
-pub use client::{GeneratorClient, HostContext, SamplerClient, SpaceClient};
+#[doc(hidden)]
+pub use client::{GeneratorClient, SpaceClient};
 pub use error::{ErrorKind, PluginError, PluginResult};
+pub use host::{HostContext, SamplerClient};
 pub use tensor::{NamedTensor, TensorHandle, TensorRef};
 pub use types::{
     Arch, BnMode, Complexity, ComponentInfo, ComponentKind, CostTable, Decision, DeviceSpec,

@@ -1,5 +1,6 @@
 //! Building blocks for supernets: an ordered parameter store and plain layers with PyTorch's
-//! default initialisation, whose batch norm follows the host's [`ForwardOptions`].
+//! default initialisation, whose batch norm follows the host's
+//! [`ForwardOptions`](crate::ForwardOptions).
 //!
 //! Layers are plain structs with a `forward`, in the style of tch-rs's examples. Each remembers
 //! the indices of its parameters in the [`ParamStore`] so a space can report the parameters an
