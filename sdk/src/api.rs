@@ -3,15 +3,21 @@
 //! The SDK turns each implementation into an FFI-safe object (see [`crate::ffi`]) that catches
 //! panics in every call, so a plugin never needs `unsafe` or `extern "C"` code.
 
+use serde::{de::DeserializeOwned, Serialize};
 use tch::{Device, Tensor};
 
 use crate::{
+    config::parse_config,
     host::{HostContext, SamplerClient},
     Arch, Complexity, CostTable, Decision, ForwardOptions, GenerateMode, Metric, PluginError,
     PluginResult, StepFeedback, StepInfo, StepPlan,
 };
 
 /// Static facts about a component and how to build it from its JSON config.
+///
+/// A component whose config is a serde type implements [`ConfiguredComponent`] instead and gets
+/// this trait from the SDK. Implement `Component` by hand only for configs that are not one serde
+/// type with a `Default` (e.g. presets, see [`crate::plugin::parse_preset_config`]).
 ///
 /// ```
 /// use nas_sdk::{Component, PluginResult};
@@ -36,6 +42,82 @@ pub trait Component: Sized + 'static {
     fn default_config() -> serde_json::Value;
     /// Builds the component from a JSON object (fields missing from it take their defaults).
     fn from_config(config: &str) -> PluginResult<Self>;
+}
+
+/// A [`Component`] configured by one serde type: implement this and the SDK implements
+/// [`Component`] for you.
+///
+/// - [`Component::default_config`] is `Self::Config::default()` serialised, so `Default` is the
+///   one place the defaults are written down;
+/// - [`Component::from_config`] is [`ConfiguredComponent::parse`] (by default
+///   [`crate::plugin::parse_config`]: empty text means `{}`, errors read
+///   ``config of `NAME`: ...``), then [`ConfiguredComponent::from_parsed`], where the component
+///   checks ranges and builds itself.
+///
+/// Give the config type `#[serde(default, deny_unknown_fields)]` so fields left out take their
+/// defaults and misspelt ones are refused.
+///
+/// ```
+/// use nas_sdk::{Component, ConfiguredComponent, PluginError, PluginResult};
+///
+/// #[derive(serde::Serialize, serde::Deserialize)]
+/// #[serde(default, deny_unknown_fields)]
+/// struct Config { paths: u32 }
+/// impl Default for Config {
+///     fn default() -> Self { Config { paths: 2 } }
+/// }
+///
+/// struct MyComponent { paths: u32 }
+///
+/// impl ConfiguredComponent for MyComponent {
+///     const NAME: &'static str = "mine";
+///     const VERSION: &'static str = "0.1.0";
+///     const DESCRIPTION: &'static str = "an example";
+///     type Config = Config;
+///     fn from_parsed(config: Config) -> PluginResult<Self> {
+///         if config.paths == 0 {
+///             return Err(PluginError::config("mine: field `paths` must be at least 1"));
+///         }
+///         Ok(MyComponent { paths: config.paths })
+///     }
+/// }
+///
+/// assert_eq!(MyComponent::default_config().to_string(), r#"{"paths":2}"#);
+/// assert_eq!(MyComponent::from_config("").unwrap().paths, 2);
+/// assert_eq!(MyComponent::from_config(r#"{"paths": 3}"#).unwrap().paths, 3);
+/// let err = MyComponent::from_config(r#"{"path": 3}"#).err().unwrap();
+/// assert!(err.message.starts_with("config of `mine`: unknown field `path`"), "{err}");
+/// assert!(MyComponent::from_config(r#"{"paths": 0}"#).is_err());
+/// ```
+pub trait ConfiguredComponent: Sized + 'static {
+    /// Name users refer to the component by ([`Component::NAME`]).
+    const NAME: &'static str;
+    /// The component's version ([`Component::VERSION`]).
+    const VERSION: &'static str;
+    /// One line for `nas plugins list` ([`Component::DESCRIPTION`]).
+    const DESCRIPTION: &'static str;
+    /// The config; its `Default` is the component's default config.
+    type Config: Serialize + DeserializeOwned + Default;
+    /// Builds the component from its parsed config (check value ranges here).
+    fn from_parsed(config: Self::Config) -> PluginResult<Self>;
+    /// Parses the config text. The default is [`crate::plugin::parse_config`] with
+    /// [`ConfiguredComponent::NAME`]; override it for checks that need the text itself (e.g.
+    /// which fields the user gave).
+    fn parse(config: &str) -> PluginResult<Self::Config> {
+        parse_config(<Self as ConfiguredComponent>::NAME, config)
+    }
+}
+
+impl<T: ConfiguredComponent> Component for T {
+    const NAME: &'static str = <T as ConfiguredComponent>::NAME;
+    const VERSION: &'static str = <T as ConfiguredComponent>::VERSION;
+    const DESCRIPTION: &'static str = <T as ConfiguredComponent>::DESCRIPTION;
+    fn default_config() -> serde_json::Value {
+        serde_json::to_value(T::Config::default()).expect("config serialises")
+    }
+    fn from_config(config: &str) -> PluginResult<Self> {
+        T::from_parsed(T::parse(config)?)
+    }
 }
 
 /// A search space: its decisions, its supernet, and the exact complexity of every arch.

@@ -58,6 +58,8 @@ impl SamplerClient {
 }
 
 /// The host's services as a sampler or generator sees them (passed to `start`). Cheap to clone.
+///
+/// In unit tests, [`crate::testing::FakeHost::context`] makes one.
 #[derive(Clone)]
 pub struct HostContext {
     inner: HostBox,

@@ -7,19 +7,32 @@
 //! - a **sampler** ([`Sampler`]): the training policy, one [`StepPlan`] per optimizer step;
 //! - a **generator** ([`Generator`]): target complexity in, arch and differentiable gates out.
 //!
-//! The layout follows abi_stable's interface / implementation / user split:
+//! The contract is stated once, in [`api`] (what a plugin implements) and [`ffi`] (the ABI it
+//! becomes); imports between the SDK's modules go one way only, as in abi_stable's examples.
+//!
+//! What a plugin author uses:
 //!
 //! | module | role |
 //! |---|---|
-//! | [`api`] | the traits plugin authors implement, in plain Rust with `tch::Tensor` |
-//! | [`ffi`] | the ABI: `#[sabi_trait]` objects and the root module (checked at load time) |
-//! | [`guard`] | adapters from `api` to `ffi` that catch panics in every call |
-//! | [`client`] | typed wrappers over `ffi` objects, for the host and for wrapper samplers |
-//! | [`plugin`] | the component [`plugin::Registry`] and [`export_plugin!`] |
-//! | [`version`] | versions the host checks before it trusts a library |
+//! | [`api`] | the traits to implement, in plain Rust with `tch::Tensor`: [`Component`] (or [`ConfiguredComponent`] for a serde config), [`SearchSpace`], [`Sampler`], [`Generator`] |
+//! | [`host`] | what a sampler or generator calls: [`HostContext`], and [`SamplerClient`] for a base sampler |
+//! | [`types`], [`error`] | the data that crosses the boundary, and [`PluginError`] |
+//! | [`nn`], [`elastic`] | supernet building blocks: a parameter store, plain and elastic (sliced) layers, an exact complexity counter |
+//! | [`rng`] | seeded random streams keyed by (seed, step) |
+//! | [`plugin`] | the component [`plugin::Registry`], [`export_plugin!`] and config parsing |
+//! | [`testing`] | [`testing::FakeHost`], the host's services for unit tests |
+//! | [`reexports`] | `tch`, `abi_stable` and `serde_json`, the versions the SDK was built with |
 //!
-//! Tensors cross as [`TensorHandle`] / [`TensorRef`] over the one libtorch that host and plugins
-//! share; see [`tensor`] for ownership rules.
+//! The rest is the boundary itself and the host's side of it: [`ffi`] (`#[sabi_trait]` objects and
+//! the root module, checked at load time), [`tensor`] (tensors cross as [`TensorHandle`] /
+//! [`TensorRef`] over the one libtorch that host and plugins share; see there for ownership),
+//! [`version`] (what the host checks before it trusts a library), and two modules hidden from
+//! these docs: `guard` (adapters from [`api`] to [`ffi`] that catch panics in every call) and
+//! `client` (the host's typed wrappers over loaded spaces and generators).
+//!
+//! Each module imports only modules listed before it: the leaves (`types`, `error`, `tensor`,
+//! `version`, `rng`, config parsing), `ffi`, `host`, `api`, `guard`, then `client`, `plugin` and
+//! `testing`; and `nn` before `elastic`.
 //!
 //! ## A minimal sampler plugin
 //!
@@ -55,6 +68,7 @@
 pub mod api;
 #[doc(hidden)]
 pub mod client;
+mod config;
 pub mod elastic;
 pub mod error;
 pub mod ffi;
@@ -65,13 +79,16 @@ pub mod nn;
 pub mod plugin;
 pub mod rng;
 pub mod tensor;
+pub mod testing;
 pub mod types;
 pub mod version;
 
 #[cfg(test)]
 mod test_support;
 
-pub use api::{Component, Generation, Generator, HostServices, Sampler, SearchSpace};
+pub use api::{
+    Component, ConfiguredComponent, Generation, Generator, HostServices, Sampler, SearchSpace,
+};
 #[doc(hidden)]
 pub use client::{GeneratorClient, SpaceClient};
 pub use error::{ErrorKind, PluginError, PluginResult};
