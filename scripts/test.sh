@@ -18,6 +18,10 @@ if [[ -x .venv/bin/python ]] && ! .venv/bin/python -c 'import safetensors' 2>/de
     .venv/bin/python -m pip install --quiet --disable-pip-version-check safetensors==0.8.0
 fi
 
+echo "== checks: module imports point one way (no cycles; nothing imports commands or, but commands, cli)"
+python3 scripts/check-imports.py host/src --forbid '*:commands' --forbid '!commands:cli'
+python3 scripts/check-imports.py sdk/src
+
 echo "== checks: cargo fmt, cargo clippy"
 cargo fmt --all -- --check
 cargo clippy --release --workspace --all-targets --quiet -- -D warnings

@@ -68,3 +68,10 @@ pub fn name(device: Device) -> String {
         _ => "cpu".into(),
     }
 }
+
+/// Sets libtorch's intra-op threads (`run.threads`; 0 keeps libtorch's default).
+pub fn set_threads(threads: usize) {
+    if threads > 0 {
+        tch::set_num_threads(threads as i32);
+    }
+}

@@ -1,47 +1,32 @@
-//! The `nas` host: a pipeline of `cli -> config -> plugins -> trainer / eval -> outputs`.
+//! The `nas` host: a pipeline of `cli -> commands -> stages -> run folder`, in folders whose
+//! imports only point down:
 //!
-//! | module | concern |
-//! |---|---|
-//! | [`config`] | TOML run configuration, overrides, validation |
-//! | [`plugins`] | plugin discovery and the three load checks |
-//! | [`session`] | a space built from a plugin, and the host services plugins call |
-//! | [`data`], [`image_folder`] | datasets and seeded batch order |
-//! | [`optim`] | SGD / AdamW with momentum groups, inactive-parameter rule, schedules, clipping |
-//! | [`trainer`] | the training loop |
-//! | [`distributed`] | data-parallel training over c10d: config check, broadcasts, gradient buckets |
-//! | [`generator`] | the run's architecture generator, its optimizer and held-out probes |
-//! | [`checkpoint`] | atomic checkpoints and resume |
-//! | [`loss`] | per-path losses (labels, distillation) |
-//! | [`eval`] | BN policies and accuracy |
-//! | [`metrics`] | `metrics.jsonl` and plots |
-//! | [`search`], [`searching`] | evolutionary / random search, Pareto front |
-//! | [`generated`] | `nas search --generator`: the trained generator's arch per target |
-//! | [`export`] | standalone subnets: safetensors, TorchScript, verification |
-//! | [`groundtruth`], [`ranking`], [`stats`] | retraining, ranking against ground truth, rank correlation |
-//! | [`commands`] | what each CLI subcommand does |
+//! | layer | module | concern |
+//! |---|---|---|
+//! | 1 | [`cli`] | every clap struct of the command line |
+//! | 2 | [`commands`] | one file per subcommand: arguments -> config -> plugins -> stage -> output |
+//! | 3 | [`rank`], [`search`], [`export`] | retraining and ranking; search and generated subnets; standalone export |
+//! | 4 | [`train`], [`eval`] | the training step and loop, optimizer, losses, generator, data parallelism; BN policies, recalibration, accuracy |
+//! | 5 | [`report`] | every plot, through one chart module |
+//! | 6 | [`run`] | the run folder: checkpoints, `metrics.jsonl`, atomic writes, a trained run reopened |
+//! | 7 | [`plugins`] | plugin discovery and load checks; `Space` / `Sampler` / `Generator` wrappers; host services |
+//! | 8 | [`data`] | datasets, splits, seeded batch order |
+//! | 9 | [`config`] | TOML run configuration, overrides, validation, BN policy names |
+//! | 10 | [`device`] | CPU / CUDA choice, threads |
+//!
+//! `scripts/check-imports.py host/src` checks that no two modules import each other and that
+//! nothing imports `commands` or (but `commands`) `cli`.
 
-pub mod bench;
-pub mod checkpoint;
+pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod data;
 pub mod device;
-pub mod distributed;
 pub mod eval;
 pub mod export;
-pub mod generated;
-pub mod generator;
-pub mod groundtruth;
-pub mod image_folder;
-pub mod io;
-pub mod launch;
-pub mod loss;
-pub mod metrics;
-pub mod optim;
 pub mod plugins;
-pub mod ranking;
+pub mod rank;
+pub mod report;
+pub mod run;
 pub mod search;
-pub mod searching;
-pub mod session;
-pub mod stats;
-pub mod trainer;
+pub mod train;

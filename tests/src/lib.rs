@@ -111,7 +111,7 @@ pub fn read_tensors(path: &Path) -> std::collections::BTreeMap<String, tch::Tens
 
 /// The newest checkpoint folder of a run.
 pub fn latest_checkpoint(run_dir: &Path) -> PathBuf {
-    nas_host::checkpoint::latest(run_dir)
+    nas_host::run::checkpoint::latest(run_dir)
         .expect("readable checkpoints")
         .expect("a checkpoint exists")
 }
@@ -119,10 +119,10 @@ pub fn latest_checkpoint(run_dir: &Path) -> PathBuf {
 /// Asserts two run folders logged the same steps (arch, LR, loss) and end with identical
 /// checkpoint tensors (weights, buffers, every momentum group).
 pub fn assert_same_run(a: &Path, b: &Path) {
-    let ma: Vec<nas_host::metrics::StepRecord> =
-        nas_host::metrics::read(&a.join("metrics.jsonl")).unwrap();
-    let mb: Vec<nas_host::metrics::StepRecord> =
-        nas_host::metrics::read(&b.join("metrics.jsonl")).unwrap();
+    let ma: Vec<nas_host::run::metrics::StepRecord> =
+        nas_host::run::metrics::read(&a.join("metrics.jsonl")).unwrap();
+    let mb: Vec<nas_host::run::metrics::StepRecord> =
+        nas_host::run::metrics::read(&b.join("metrics.jsonl")).unwrap();
     assert_eq!(ma.len(), mb.len(), "different number of logged steps");
     for (ra, rb) in ma.iter().zip(&mb) {
         assert_eq!(ra.step, rb.step);

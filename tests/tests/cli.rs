@@ -156,7 +156,8 @@ fn an_out_of_tree_plugin_crate_trains_through_the_cli() {
                 "sampler.name=largest-plus-random",
             ]),
     );
-    let records = nas_host::metrics::read(&out.path().join("third-party/metrics.jsonl")).unwrap();
+    let records =
+        nas_host::run::metrics::read(&out.path().join("third-party/metrics.jsonl")).unwrap();
     assert_eq!(records.len(), 3);
     for record in &records {
         assert_eq!(record.paths.len(), 2, "largest + one random path per step");

@@ -9,11 +9,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use nas_host::metrics::{read, StepRecord};
+use nas_host::run::metrics::{read, StepRecord};
 use nas_tests::*;
 
 fn free_port() -> u16 {
-    nas_host::launch::free_port().expect("a free port on 127.0.0.1")
+    nas_host::commands::launch::free_port().expect("a free port on 127.0.0.1")
 }
 
 fn sets(items: &[String]) -> Vec<String> {

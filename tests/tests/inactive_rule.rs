@@ -3,7 +3,10 @@
 
 use std::{cell::RefCell, collections::BTreeMap, path::Path, rc::Rc};
 
-use nas_host::{config::ComponentSection, plugins::PluginCatalog, session::Space};
+use nas_host::{
+    config::ComponentSection,
+    plugins::{PluginCatalog, Space},
+};
 use nas_tests::*;
 
 const STEP0: &str = "[3,3,3,3,3,3]";
@@ -30,7 +33,7 @@ fn active_names(arch: &[u32]) -> Vec<String> {
     let space = small_space();
     let params = space.parameters().unwrap();
     let arch = nas_sdk::Arch::new(arch.to_vec());
-    let active = space.client.active_parameters(&arch).unwrap();
+    let active = space.active_parameters(&arch).unwrap();
     active.into_iter().map(|i| params[i].0.clone()).collect()
 }
 

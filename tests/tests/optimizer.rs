@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use nas_host::config::{OptimSection, OptimizerKind};
-use nas_host::optim::Optimizer;
+use nas_host::train::optim::Optimizer;
 use nas_tests::*;
 use tch::{Kind, Tensor};
 

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use nas_host::metrics::{read, StepRecord};
+use nas_host::run::metrics::{read, StepRecord};
 use nas_tests::*;
 
 fn train(out: &Path, name: &str, sets: &[&str]) -> Vec<StepRecord> {

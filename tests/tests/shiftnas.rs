@@ -4,7 +4,10 @@
 
 use std::{path::Path, process::Command};
 
-use nas_host::metrics::{read, reported_distributions, StepRecord};
+use nas_host::{
+    report::training::reported_distributions,
+    run::metrics::{read, StepRecord},
+};
 use nas_tests::*;
 
 /// `--set` arguments of a small run of `space` (`vit` or `cnn`) on 28x28 synthetic images with a

@@ -1,0 +1,11 @@
+//! Searching a trained supernet: the algorithms ([`algorithms`]: SPOS evolution, random, Pareto
+//! front), the search of a run's held-out split ([`supernet`]), and a trained generator's subnet
+//! per target ([`generated`], ShiftNAS: no search).
+
+pub mod algorithms;
+pub mod generated;
+pub mod supernet;
+
+pub use algorithms::{Candidate, Constraints, EvolutionConfig};
+pub use generated::{parse_target, GeneratedOutcome, GeneratedRequest};
+pub use supernet::{parse_metric, run_search, Algorithm, SearchOutcome, SearchRequest};
