@@ -2,7 +2,7 @@
 //! largest subnet and a uniformly drawn one, with the mean of their losses.
 
 use nas_sdk::{
-    plugin::parse_config, rng, Arch, Component, Decision, HostContext, Metric, PathPlan,
+    rng, Arch, ConfiguredComponent, Decision, HostContext, Metric, PathPlan,
     PluginError, PluginResult, Sampler, StepInfo, StepPlan,
 };
 use rand::Rng;
@@ -30,17 +30,13 @@ pub struct LargestPlusRandom {
     seed: u64,
 }
 
-impl Component for LargestPlusRandom {
+impl ConfiguredComponent for LargestPlusRandom {
     const NAME: &'static str = "largest-plus-random";
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
     const DESCRIPTION: &'static str = "the largest subnet and uniform ones each step (example plugin)";
+    type Config = Config;
 
-    fn default_config() -> serde_json::Value {
-        serde_json::to_value(Config::default()).expect("config serialises")
-    }
-
-    fn from_config(config: &str) -> PluginResult<Self> {
-        let config: Config = parse_config(Self::NAME, config)?;
+    fn from_parsed(config: Config) -> PluginResult<Self> {
         if config.random_paths > 16 {
             return Err(PluginError::config(format!(
                 "largest-plus-random: field `random_paths` must be at most 16, got {}",

@@ -37,8 +37,8 @@
 //! any space, path-choice spaces such as NAS-Bench-201 included.
 
 use nas_sdk::{
-    plugin::parse_config, rng, Arch, Component, Decision, GenerateMode, Generation, Generator,
-    HostContext, Metric, PluginError, PluginResult,
+    rng, Arch, ConfiguredComponent, Decision, GenerateMode, Generation, Generator, HostContext,
+    Metric, PluginError, PluginResult,
 };
 use serde::{Deserialize, Serialize};
 use tch::{Device, Tensor};
@@ -82,18 +82,14 @@ pub struct RandomGenerator {
     counter: u64,
 }
 
-impl Component for RandomGenerator {
+impl ConfiguredComponent for RandomGenerator {
     const NAME: &'static str = "random";
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
     const DESCRIPTION: &'static str =
         "baseline generator: a uniform arch whose exact complexity falls in the target's bin (no gradient; any space)";
+    type Config = RandomConfig;
 
-    fn default_config() -> serde_json::Value {
-        serde_json::to_value(RandomConfig::default()).expect("config serialises")
-    }
-
-    fn from_config(config: &str) -> PluginResult<Self> {
-        let config: RandomConfig = parse_config(Self::NAME, config)?;
+    fn from_parsed(config: RandomConfig) -> PluginResult<Self> {
         if let Some(width) = config.bin_width {
             if !(width.is_finite() && width > 0.0) {
                 return Err(PluginError::config(format!(
@@ -237,50 +233,30 @@ nas_sdk::export_plugin!(nas_sdk::plugin::Registry::new().generator::<RandomGener
 #[cfg(test)]
 mod tests {
     use super::*;
-    use nas_sdk::{Complexity, CostTable, HostServices, RunInfo, SamplerClient};
+    use nas_sdk::{testing::FakeHost, Complexity, Component, HostServices};
 
     /// Four path-choice decisions of 3 options (NB201-like, no keep-masks); MACs
     /// `1e6 * (10 + sum of choices)`, i.e. 10M..18M with most archs in the middle.
-    struct FakeHost;
-
-    impl HostServices for FakeHost {
-        fn run_info(&self) -> RunInfo {
-            RunInfo {
-                seed: 3,
-                total_steps: 100,
-                steps_per_epoch: 10,
-                rank: 0,
-                world_size: 1,
-            }
-        }
-        fn decisions(&self) -> Vec<Decision> {
+    fn fake_host() -> FakeHost {
+        FakeHost::new(
             (0..4)
                 .map(|i| Decision::choice(&format!("edge{i}"), "cell", "op", &["a", "b", "c"]))
-                .collect()
-        }
-        fn complexity(&self, arch: &Arch) -> PluginResult<Complexity> {
+                .collect(),
+        )
+        .with_seed(3)
+        .with_steps(100, 10)
+        .with_complexity(|arch| {
             let sum: u64 = arch.choices().iter().map(|&c| c as u64).sum();
             Ok(Complexity {
                 macs: 1_000_000 * (10 + sum),
                 params: 1000 * (1 + sum),
             })
-        }
-        fn extremes(&self, _metric: Metric) -> PluginResult<(Arch, Arch)> {
-            Ok((Arch::new(vec![0; 4]), Arch::new(vec![2; 4])))
-        }
-        fn cost_table(&self, _metric: Metric) -> PluginResult<CostTable> {
-            Err(PluginError::unsupported("not needed"))
-        }
-        fn create_sampler(&self, _name: &str, _config: &str) -> PluginResult<SamplerClient> {
-            Err(PluginError::unsupported("not needed"))
-        }
+        })
     }
 
     fn started(config: serde_json::Value) -> RandomGenerator {
         let mut generator = RandomGenerator::from_config(&config.to_string()).unwrap();
-        generator
-            .start(HostContext::from_services(FakeHost), Device::Cpu)
-            .unwrap();
+        generator.start(fake_host().context(), Device::Cpu).unwrap();
         generator
     }
 
@@ -290,7 +266,7 @@ mod tests {
     }
 
     fn macs(arch: &Arch) -> f64 {
-        FakeHost.complexity(arch).unwrap().macs as f64
+        fake_host().complexity(arch).unwrap().macs as f64
     }
 
     #[test]
@@ -304,7 +280,7 @@ mod tests {
                 let generation = generator.generate(&target(goal), mode).unwrap();
                 assert!(generation.gates.is_empty());
                 assert!(generation.extra_loss.is_none());
-                generation.arch.validate(&FakeHost.decisions()).unwrap();
+                generation.arch.validate(&fake_host().decisions()).unwrap();
                 let value = macs(&generation.arch);
                 assert!(
                     (value - goal).abs() <= 0.4e6,
@@ -341,7 +317,7 @@ mod tests {
             .generate(&target(5000.0), GenerateMode::Sample)
             .unwrap()
             .arch;
-        assert_eq!(FakeHost.complexity(&arch).unwrap().params, 5000);
+        assert_eq!(fake_host().complexity(&arch).unwrap().params, 5000);
     }
 
     #[test]

@@ -87,7 +87,7 @@
 //! `start`. The generator has no non-tensor state (`save_state` is `{}`).
 
 use nas_sdk::{
-    plugin::parse_config, Arch, Component, CostTable, Decision, GenerateMode, Generation,
+    plugin::parse_config, Arch, ConfiguredComponent, CostTable, Decision, GenerateMode, Generation,
     Generator, HostContext, KeepMask, Metric, PluginError, PluginResult,
 };
 use serde::{Deserialize, Serialize};
@@ -337,21 +337,20 @@ impl ShiftnasGenerator {
     }
 }
 
-impl Component for ShiftnasGenerator {
+impl ConfiguredComponent for ShiftnasGenerator {
     const NAME: &'static str = "shiftnas";
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
     const DESCRIPTION: &'static str =
         "ShiftNAS generator: LSTM over decisions, straight-through Gumbel policies, mask-mapped gates, complexity loss";
+    type Config = ShiftnasConfig;
 
-    fn default_config() -> serde_json::Value {
-        serde_json::to_value(ShiftnasConfig::default()).expect("config serialises")
+    /// [`ShiftnasConfig::parse`]: errors name the field, and every field's range is checked.
+    fn parse(config: &str) -> PluginResult<ShiftnasConfig> {
+        ShiftnasConfig::parse(config)
     }
 
-    fn from_config(config: &str) -> PluginResult<Self> {
-        Ok(ShiftnasGenerator {
-            config: ShiftnasConfig::parse(config)?,
-            net: None,
-        })
+    fn from_parsed(config: ShiftnasConfig) -> PluginResult<Self> {
+        Ok(ShiftnasGenerator { config, net: None })
     }
 }
 
@@ -670,19 +669,20 @@ nas_sdk::export_plugin!(nas_sdk::plugin::Registry::new().generator::<ShiftnasGen
 #[cfg(test)]
 mod tests {
     use super::*;
-    use nas_sdk::{Complexity, ErrorKind, GeneratorClient, HostServices, RunInfo, SamplerClient};
+    use nas_sdk::{testing::FakeHost, Complexity, Component, ErrorKind, GeneratorClient};
 
     /// A weight-entangled fake space: nested decisions whose cost is linear in the number of kept
     /// units, plus an optional interaction term between decisions 0 and 1 that the additive table
     /// does not model.
-    struct FakeHost {
+    #[derive(Clone)]
+    struct FakeSpace {
         decisions: Vec<Decision>,
         base: f64,
         per_option: Vec<Vec<f64>>,
         interaction: f64,
     }
 
-    impl FakeHost {
+    impl FakeSpace {
         /// `(kind, options, cost per kept unit)` per decision; option `j` keeps `j + 1` units.
         fn new(spec: &[(&str, u32, f64)], base: f64, interaction: f64) -> Self {
             let mut decisions = Vec::new();
@@ -696,7 +696,7 @@ mod tests {
                 decisions.push(decision);
                 per_option.push(kept.iter().map(|&k| unit_cost * k as f64).collect());
             }
-            FakeHost {
+            FakeSpace {
                 decisions,
                 base,
                 per_option,
@@ -705,7 +705,7 @@ mod tests {
         }
 
         fn six(interaction: f64) -> Self {
-            FakeHost::new(
+            FakeSpace::new(
                 &[
                     ("depth", 3, 900.0),
                     ("width", 4, 700.0),
@@ -735,46 +735,21 @@ mod tests {
             let c = arch.choices();
             self.table(Metric::Macs).estimate(arch) + self.interaction * (c[0] * c[1]) as f64
         }
-    }
 
-    impl HostServices for FakeHost {
-        fn run_info(&self) -> RunInfo {
-            RunInfo {
-                seed: 7,
-                total_steps: 100,
-                steps_per_epoch: 10,
-                rank: 0,
-                world_size: 1,
-            }
-        }
-        fn decisions(&self) -> Vec<Decision> {
-            self.decisions.clone()
-        }
-        fn complexity(&self, arch: &Arch) -> PluginResult<Complexity> {
-            arch.validate(&self.decisions).map_err(PluginError::arch)?;
-            let exact = self.exact(arch).round() as u64;
-            Ok(Complexity {
-                macs: exact,
-                params: exact,
-            })
-        }
-        fn extremes(&self, _metric: Metric) -> PluginResult<(Arch, Arch)> {
-            // Costs grow with the option index and the interaction is non-negative.
-            Ok((
-                Arch::new(vec![0; self.decisions.len()]),
-                Arch::new(
-                    self.decisions
-                        .iter()
-                        .map(|d| d.options.len() as u32 - 1)
-                        .collect(),
-                ),
-            ))
-        }
-        fn cost_table(&self, metric: Metric) -> PluginResult<CostTable> {
-            Ok(self.table(metric))
-        }
-        fn create_sampler(&self, _name: &str, _config: &str) -> PluginResult<SamplerClient> {
-            Err(PluginError::unsupported("not needed"))
+        /// The host's services over this space, as the host forwards them to a generator.
+        fn host(&self) -> FakeHost {
+            let (exact, table) = (self.clone(), self.clone());
+            FakeHost::new(self.decisions.clone())
+                .with_seed(7)
+                .with_steps(100, 10)
+                .with_complexity(move |arch| {
+                    let exact = exact.exact(arch).round() as u64;
+                    Ok(Complexity {
+                        macs: exact,
+                        params: exact,
+                    })
+                })
+                .with_cost_table(move |metric| Ok(table.table(metric)))
         }
     }
 
@@ -785,10 +760,10 @@ mod tests {
         LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn started(host: FakeHost, config: serde_json::Value) -> ShiftnasGenerator {
+    fn started(space: FakeSpace, config: serde_json::Value) -> ShiftnasGenerator {
         let mut generator = ShiftnasGenerator::from_config(&config.to_string()).unwrap();
         generator
-            .start(HostContext::from_services(host), Device::Cpu)
+            .start(space.host().context(), Device::Cpu)
             .unwrap();
         generator
     }
@@ -821,13 +796,13 @@ mod tests {
         assert_eq!(values(&p), vec![1.0, 0.0, 0.0]);
 
         // Inside the generator: every gate equals its keep-mask times the one-hot choice.
-        let host = FakeHost::six(0.0);
-        let masks: Vec<KeepMask> = host
+        let space = FakeSpace::six(0.0);
+        let masks: Vec<KeepMask> = space
             .decisions
             .iter()
             .map(|d| d.keep_mask.clone().unwrap())
             .collect();
-        let mut generator = started(host, serde_json::json!({}));
+        let mut generator = started(space, serde_json::json!({}));
         for mode in [GenerateMode::Sample, GenerateMode::Argmax] {
             let generation = generator
                 .generate(&Tensor::from(12_000.0f32), mode)
@@ -849,7 +824,7 @@ mod tests {
     fn gradients_reach_every_parameter_and_the_target() {
         let _rng = rng_lock();
         tch::manual_seed(3);
-        let mut generator = started(FakeHost::six(150.0), serde_json::json!({}));
+        let mut generator = started(FakeSpace::six(150.0), serde_json::json!({}));
         let params = generator.parameters();
         let target = Tensor::from(11_000.0f32).set_requires_grad(true);
         let generation = generator.generate(&target, GenerateMode::Sample).unwrap();
@@ -898,8 +873,8 @@ mod tests {
     #[test]
     fn path_choice_spaces_are_refused_at_start() {
         let _rng = rng_lock();
-        let mut host = FakeHost::six(0.0);
-        host.decisions[2] = Decision::choice(
+        let mut space = FakeSpace::six(0.0);
+        space.decisions[2] = Decision::choice(
             "edge_1<-0",
             "cell",
             "op",
@@ -907,28 +882,28 @@ mod tests {
         );
         let mut generator = ShiftnasGenerator::from_config("{}").unwrap();
         let err = generator
-            .start(HostContext::from_services(host), Device::Cpu)
+            .start(space.host().context(), Device::Cpu)
             .err()
             .unwrap();
         assert_eq!(err.kind, ErrorKind::Unsupported);
         assert!(err.message.contains("`edge_1<-0`"), "{err}");
         assert!(err.message.contains("keep-mask"), "{err}");
 
-        let empty = FakeHost::new(&[], 10.0, 0.0);
+        let empty = FakeSpace::new(&[], 10.0, 0.0);
         let err = ShiftnasGenerator::from_config("{}")
             .unwrap()
-            .start(HostContext::from_services(empty), Device::Cpu)
+            .start(empty.host().context(), Device::Cpu)
             .err()
             .unwrap();
         assert!(err.message.contains("no decisions"), "{err}");
 
         // Through the FFI client as the host sees it.
-        let mut host = FakeHost::six(0.0);
-        host.decisions[0].keep_mask = None.into();
+        let mut space = FakeSpace::six(0.0);
+        space.decisions[0].keep_mask = None.into();
         let mut client =
             GeneratorClient::from_generator(ShiftnasGenerator::from_config("{}").unwrap());
         let err = client
-            .start(HostContext::from_services(host), Device::Cpu)
+            .start(space.host().context(), Device::Cpu)
             .err()
             .unwrap();
         assert!(err.message.contains("`d0.depth`"), "{err}");
@@ -959,9 +934,9 @@ mod tests {
     /// returns the mean relative error before and after training.
     fn train_to_targets(interaction: f64) -> (f64, f64) {
         tch::manual_seed(11);
-        let probe = FakeHost::six(interaction);
+        let probe = FakeSpace::six(interaction);
         let exact = move |arch: &Arch| probe.exact(arch);
-        let mut generator = started(FakeHost::six(interaction), serde_json::json!({}));
+        let mut generator = started(FakeSpace::six(interaction), serde_json::json!({}));
         let (untrained, _) = mean_relative_error(&mut generator, &exact);
         let (min, max) = generator.range().unwrap();
         let mut optimizer = tch::COptimizer::adam(1e-2, 0.9, 0.999, 0.0, 1e-8, false).unwrap();
@@ -1015,14 +990,14 @@ mod tests {
     fn extra_loss_is_lambda_times_the_normalised_squared_error() {
         let _rng = rng_lock();
         tch::manual_seed(2);
-        let host = FakeHost::six(300.0);
-        let table = host.table(Metric::Macs);
-        let probe = FakeHost::six(300.0);
+        let space = FakeSpace::six(300.0);
+        let table = space.table(Metric::Macs);
+        let probe = FakeSpace::six(300.0);
         let (min, max) = (7_450.0, 15_900.0 + 300.0 * 6.0);
         let mut corrected = 0;
         for (correction, lambda) in [(true, 1.0), (false, 2.5)] {
             let config = serde_json::json!({"exact_correction": correction, "lambda": lambda});
-            let mut generator = started(FakeHost::six(300.0), config);
+            let mut generator = started(FakeSpace::six(300.0), config);
             assert_eq!(generator.range(), Some((min, max)));
             for mode in [GenerateMode::Sample, GenerateMode::Argmax] {
                 let target = Tensor::from(12_345.0f64).set_requires_grad(true);
@@ -1063,7 +1038,7 @@ mod tests {
         let _rng = rng_lock();
         let run = || {
             tch::manual_seed(5);
-            let mut generator = started(FakeHost::six(0.0), serde_json::json!({}));
+            let mut generator = started(FakeSpace::six(0.0), serde_json::json!({}));
             let params: Vec<(String, Vec<f32>)> = generator
                 .parameters()
                 .iter()
@@ -1110,7 +1085,7 @@ mod tests {
         assert!(distinct.len() > 1, "all 20 samples were the same arch");
         // A different seed gives different parameters.
         tch::manual_seed(6);
-        let other = started(FakeHost::six(0.0), serde_json::json!({}));
+        let other = started(FakeSpace::six(0.0), serde_json::json!({}));
         assert_ne!(values(&other.parameters()[0].1), params_a[0].1);
     }
 
@@ -1118,7 +1093,7 @@ mod tests {
     fn parameters_are_shared_with_the_generator() {
         let _rng = rng_lock();
         tch::manual_seed(1);
-        let mut generator = started(FakeHost::six(0.0), serde_json::json!({}));
+        let mut generator = started(FakeSpace::six(0.0), serde_json::json!({}));
         let target = Tensor::from(10_000.0f32);
         let before = generator.generate(&target, GenerateMode::Argmax).unwrap();
         tch::no_grad(|| {

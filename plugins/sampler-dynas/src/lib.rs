@@ -30,8 +30,8 @@
 //! target: the metric's range split into as many equal groups as the split decision has options.
 
 use nas_sdk::{
-    plugin::parse_config, rng, Arch, Component, Decision, HostContext, LrOverride, Metric,
-    PathArch, PluginError, PluginResult, Sampler, SamplerClient, StepFeedback, StepInfo, StepPlan,
+    rng, Arch, ConfiguredComponent, Decision, HostContext, LrOverride, Metric, PathArch,
+    PluginError, PluginResult, Sampler, SamplerClient, StepFeedback, StepInfo, StepPlan,
 };
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -138,18 +138,14 @@ pub struct DynasSampler {
     seed: u64,
 }
 
-impl Component for DynasSampler {
+impl ConfiguredComponent for DynasSampler {
     const NAME: &'static str = "dynas";
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
     const DESCRIPTION: &'static str =
         "DYNAS CaLR + momentum separation over any base sampler (config `base`)";
+    type Config = DynasConfig;
 
-    fn default_config() -> serde_json::Value {
-        serde_json::to_value(DynasConfig::default()).expect("config serialises")
-    }
-
-    fn from_config(config: &str) -> PluginResult<Self> {
-        let config: DynasConfig = parse_config(Self::NAME, config)?;
+    fn from_parsed(config: DynasConfig) -> PluginResult<Self> {
         if config.base.is_empty() {
             return Err(PluginError::config(
                 "dynas: field `base` must name a sampler",
@@ -418,6 +414,7 @@ nas_sdk::export_plugin!(nas_sdk::plugin::Registry::new().sampler::<DynasSampler>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nas_sdk::Component;
 
     #[test]
     fn gamma_reproduces_the_nb201_table() {

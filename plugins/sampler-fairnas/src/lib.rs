@@ -11,8 +11,8 @@
 //! Every decision must have the same number of choices.
 
 use nas_sdk::{
-    plugin::parse_config, rng, Arch, Component, HostContext, PathPlan, PluginError, PluginResult,
-    Sampler, StepInfo, StepPlan,
+    rng, Arch, ConfiguredComponent, HostContext, PathPlan, PluginError, PluginResult, Sampler,
+    StepInfo, StepPlan,
 };
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
@@ -57,18 +57,14 @@ pub struct FairnasSampler {
     seed: u64,
 }
 
-impl Component for FairnasSampler {
+impl ConfiguredComponent for FairnasSampler {
     const NAME: &'static str = "fairnas";
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
     const DESCRIPTION: &'static str =
         "FairNAS strict fairness: m paths per step, every (decision, choice) trained once, one update";
+    type Config = FairnasConfig;
 
-    fn default_config() -> serde_json::Value {
-        serde_json::to_value(FairnasConfig::default()).expect("config serialises")
-    }
-
-    fn from_config(config: &str) -> PluginResult<Self> {
-        let config: FairnasConfig = parse_config(Self::NAME, config)?;
+    fn from_parsed(config: FairnasConfig) -> PluginResult<Self> {
         if !(0.0..1.0).contains(&config.label_smoothing) {
             return Err(PluginError::config(format!(
                 "fairnas: field `label_smoothing` must be in [0, 1), got {}",
@@ -155,40 +151,20 @@ nas_sdk::export_plugin!(nas_sdk::plugin::Registry::new().sampler::<FairnasSample
 #[cfg(test)]
 mod tests {
     use super::*;
-    use nas_sdk::{Complexity, CostTable, Decision, HostServices, Metric, RunInfo, SamplerClient};
+    use nas_sdk::{testing::FakeHost, Component, Decision};
 
-    struct Host(Vec<usize>);
-
-    impl HostServices for Host {
-        fn run_info(&self) -> RunInfo {
-            RunInfo {
-                seed: 3,
-                total_steps: 100,
-                steps_per_epoch: 10,
-                rank: 0,
-                world_size: 1,
-            }
-        }
-        fn decisions(&self) -> Vec<Decision> {
-            let names = ["a", "b", "c", "d", "e"];
-            self.0
+    /// Decision `i` has `options[i]` choices.
+    fn host(options: Vec<usize>) -> FakeHost {
+        let names = ["a", "b", "c", "d", "e"];
+        FakeHost::new(
+            options
                 .iter()
                 .enumerate()
                 .map(|(i, &n)| Decision::choice(&format!("d{i}"), "cell", "op", &names[..n]))
-                .collect()
-        }
-        fn complexity(&self, _: &Arch) -> PluginResult<Complexity> {
-            Ok(Complexity { macs: 0, params: 0 })
-        }
-        fn extremes(&self, _: Metric) -> PluginResult<(Arch, Arch)> {
-            Err(PluginError::unsupported("unused"))
-        }
-        fn cost_table(&self, _: Metric) -> PluginResult<CostTable> {
-            Err(PluginError::unsupported("unused"))
-        }
-        fn create_sampler(&self, _: &str, _: &str) -> PluginResult<SamplerClient> {
-            Err(PluginError::unsupported("unused"))
-        }
+                .collect(),
+        )
+        .with_seed(3)
+        .with_steps(100, 10)
     }
 
     fn info(step: u64) -> StepInfo {
@@ -213,9 +189,7 @@ mod tests {
     #[test]
     fn every_pair_once_per_step_and_fresh_permutations() {
         let mut sampler = FairnasSampler::from_config("{}").unwrap();
-        sampler
-            .start(HostContext::from_services(Host(vec![5; 6])))
-            .unwrap();
+        sampler.start(host(vec![5; 6]).context()).unwrap();
         let mut previous: Option<Vec<Vec<u32>>> = None;
         let mut changed = 0;
         for step in 0..50 {
@@ -245,9 +219,7 @@ mod tests {
     fn batches_and_mean_reduction_options() {
         let mut sampler =
             FairnasSampler::from_config(r#"{"same_batch": false, "reduction": "mean"}"#).unwrap();
-        sampler
-            .start(HostContext::from_services(Host(vec![3; 4])))
-            .unwrap();
+        sampler.start(host(vec![3; 4]).context()).unwrap();
         let plan = sampler.plan(&info(0)).unwrap();
         let batches: Vec<u32> = plan.paths.iter().map(|p| p.batch).collect();
         assert_eq!(batches, vec![0, 1, 2]);
@@ -260,9 +232,7 @@ mod tests {
     #[test]
     fn unequal_choice_counts_are_refused() {
         let mut sampler = FairnasSampler::from_config("{}").unwrap();
-        let err = sampler
-            .start(HostContext::from_services(Host(vec![3, 2])))
-            .unwrap_err();
+        let err = sampler.start(host(vec![3, 2]).context()).unwrap_err();
         assert!(err.message.contains("same number of choices"), "{err}");
     }
 }

@@ -11,10 +11,9 @@
 //! Pareto) variant is not implemented.
 
 use nas_sdk::{
-    plugin::parse_config,
     rng::{self, uniform_arch},
-    Arch, Component, Decision, HostContext, LossKind, Metric, PathArch, PathPlan, PluginError,
-    PluginResult, Sampler, StepInfo, StepPlan,
+    Arch, ConfiguredComponent, Decision, HostContext, LossKind, Metric, PathArch, PathPlan,
+    PluginError, PluginResult, Sampler, StepInfo, StepPlan,
 };
 use serde::{Deserialize, Serialize};
 
@@ -52,18 +51,14 @@ pub struct SandwichSampler {
     seed: u64,
 }
 
-impl Component for SandwichSampler {
+impl ConfiguredComponent for SandwichSampler {
     const NAME: &'static str = "sandwich";
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
     const DESCRIPTION: &'static str =
         "sandwich rule: largest (labels) + N random + smallest (inplace distillation), one update";
+    type Config = SandwichConfig;
 
-    fn default_config() -> serde_json::Value {
-        serde_json::to_value(SandwichConfig::default()).expect("config serialises")
-    }
-
-    fn from_config(config: &str) -> PluginResult<Self> {
-        let config: SandwichConfig = parse_config(Self::NAME, config)?;
+    fn from_parsed(config: SandwichConfig) -> PluginResult<Self> {
         if !(0.0..1.0).contains(&config.label_smoothing) {
             return Err(PluginError::config(format!(
                 "sandwich: field `label_smoothing` must be in [0, 1), got {}",
@@ -129,43 +124,19 @@ nas_sdk::export_plugin!(nas_sdk::plugin::Registry::new().sampler::<SandwichSampl
 #[cfg(test)]
 mod tests {
     use super::*;
-    use nas_sdk::{Complexity, CostTable, HostServices, RunInfo, SamplerClient};
+    use nas_sdk::{testing::FakeHost, Component};
 
-    struct Host;
-
-    impl HostServices for Host {
-        fn run_info(&self) -> RunInfo {
-            RunInfo {
-                seed: 1,
-                total_steps: 10,
-                steps_per_epoch: 10,
-                rank: 0,
-                world_size: 1,
-            }
-        }
-        fn decisions(&self) -> Vec<Decision> {
-            (0..4)
-                .map(|i| Decision::choice(&format!("d{i}"), "cell", "op", &["a", "b", "c"]))
-                .collect()
-        }
-        fn complexity(&self, _: &Arch) -> PluginResult<Complexity> {
-            Ok(Complexity { macs: 0, params: 0 })
-        }
-        fn extremes(&self, _: Metric) -> PluginResult<(Arch, Arch)> {
-            Ok((Arch::new(vec![0; 4]), Arch::new(vec![2; 4])))
-        }
-        fn cost_table(&self, _: Metric) -> PluginResult<CostTable> {
-            Err(PluginError::unsupported("unused"))
-        }
-        fn create_sampler(&self, _: &str, _: &str) -> PluginResult<SamplerClient> {
-            Err(PluginError::unsupported("unused"))
-        }
+    /// Four path-choice decisions of three options; option 0 everywhere is the smallest arch.
+    fn host() -> FakeHost {
+        FakeHost::choices(4, &["a", "b", "c"])
+            .with_seed(1)
+            .with_steps(10, 10)
     }
 
     #[test]
     fn largest_then_random_then_smallest_with_distillation() {
         let mut sampler = SandwichSampler::from_config(r#"{"random_paths": 3}"#).unwrap();
-        sampler.start(HostContext::from_services(Host)).unwrap();
+        sampler.start(host().context()).unwrap();
         let plan = sampler
             .plan(&StepInfo {
                 step: 4,

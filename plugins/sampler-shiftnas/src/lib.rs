@@ -80,8 +80,8 @@
 //! use `per-bin` there.
 
 use nas_sdk::{
-    plugin::parse_config, rng, Component, HeldoutProbe, HostContext, LossKind, Metric, PathArch,
-    PathPlan, PluginError, PluginResult, Sampler, StepFeedback, StepInfo, StepPlan,
+    plugin::parse_config, rng, ConfiguredComponent, HeldoutProbe, HostContext, LossKind, Metric,
+    PathArch, PathPlan, PluginError, PluginResult, Sampler, StepFeedback, StepInfo, StepPlan,
 };
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -227,17 +227,16 @@ fn format_value(value: f64, scale: f64, width: f64) -> String {
     format!("{:.*}{suffix}", decimals, value / unit)
 }
 
-impl Component for ShiftnasSampler {
+impl ConfiguredComponent for ShiftnasSampler {
     const NAME: &'static str = "shiftnas";
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
     const DESCRIPTION: &'static str =
         "ShiftNAS: a learned distribution over complexity bins, updated from held-out losses (Eq. 8); needs a generator";
+    type Config = ShiftnasConfig;
 
-    fn default_config() -> serde_json::Value {
-        serde_json::to_value(ShiftnasConfig::default()).expect("config serialises")
-    }
-
-    fn from_config(config: &str) -> PluginResult<Self> {
+    /// [`parse_config`], plus the rule between `warmup_epochs` and `warmup_fraction`, which needs
+    /// to know which fields the user gave.
+    fn parse(config: &str) -> PluginResult<ShiftnasConfig> {
         let mut parsed: ShiftnasConfig = parse_config(Self::NAME, config)?;
         let raw: serde_json::Value = serde_json::from_str(if config.trim().is_empty() {
             "{}"
@@ -255,9 +254,13 @@ impl Component for ShiftnasSampler {
             // Only the fraction given: it replaces the default epochs.
             parsed.warmup_epochs = None;
         }
-        validate(&parsed)?;
+        Ok(parsed)
+    }
+
+    fn from_parsed(config: ShiftnasConfig) -> PluginResult<Self> {
+        validate(&config)?;
         Ok(ShiftnasSampler {
-            config: parsed,
+            config,
             started: false,
             seed: 0,
             range: (0.0, 0.0),

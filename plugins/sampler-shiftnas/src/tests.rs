@@ -1,70 +1,43 @@
 use super::*;
-use nas_sdk::{
-    Arch, Complexity, CostTable, Decision, HostServices, KeepMask, RunInfo, SamplerClient,
-};
+use nas_sdk::{testing::FakeHost, Arch, Complexity, Component, Decision, KeepMask};
 
 /// A small weight-entangled host: three nested decisions of 3 options (keep-masks), MACs
 /// `1e6 * (10 + 2 c0 + 3 c1 + 5 c2)` in [10M, 30M]; `path_choice` adds an NB201-style decision.
-struct FakeHost {
-    path_choice: bool,
-}
-
-impl HostServices for FakeHost {
-    fn run_info(&self) -> RunInfo {
-        RunInfo {
-            seed: 42,
-            total_steps: 1000,
-            steps_per_epoch: 100,
-            rank: 0,
-            world_size: 1,
-        }
-    }
-    fn decisions(&self) -> Vec<Decision> {
-        let mut list: Vec<Decision> = ["layer0.heads", "layer1.heads", "layer2.mlp"]
-            .iter()
-            .map(|name| Decision {
-                name: (*name).into(),
-                options: vec!["1".into(), "2".into(), "3".into()].into(),
-                group: "layer".into(),
-                kind: "heads".into(),
-                keep_mask: abi_stable::std_types::ROption::RSome(KeepMask::nested(&[1, 2, 3], 3)),
-            })
-            .collect();
-        if self.path_choice {
-            list.push(Decision::choice(
-                "edge_1<-0",
-                "cell",
-                "op",
-                &["none", "skip_connect", "nor_conv_3x3"],
-            ));
-        }
-        list
-    }
-    fn complexity(&self, arch: &Arch) -> PluginResult<Complexity> {
-        let c = arch.choices();
-        let macs = 1_000_000 * (10 + 2 * c[0] as u64 + 3 * c[1] as u64 + 5 * c[2] as u64);
-        Ok(Complexity {
-            macs,
-            params: macs / 100,
+fn fake_host(path_choice: bool) -> FakeHost {
+    let mut list: Vec<Decision> = ["layer0.heads", "layer1.heads", "layer2.mlp"]
+        .iter()
+        .map(|name| Decision {
+            name: (*name).into(),
+            options: vec!["1".into(), "2".into(), "3".into()].into(),
+            group: "layer".into(),
+            kind: "heads".into(),
+            keep_mask: abi_stable::std_types::ROption::RSome(KeepMask::nested(&[1, 2, 3], 3)),
         })
+        .collect();
+    if path_choice {
+        list.push(Decision::choice(
+            "edge_1<-0",
+            "cell",
+            "op",
+            &["none", "skip_connect", "nor_conv_3x3"],
+        ));
     }
-    fn extremes(&self, _metric: Metric) -> PluginResult<(Arch, Arch)> {
-        let n = self.decisions().len();
-        Ok((Arch::new(vec![0; n]), Arch::new(vec![2; n])))
-    }
-    fn cost_table(&self, _metric: Metric) -> PluginResult<CostTable> {
-        Err(PluginError::unsupported("not needed"))
-    }
-    fn create_sampler(&self, _name: &str, _config: &str) -> PluginResult<SamplerClient> {
-        Err(PluginError::unsupported("not needed"))
-    }
+    FakeHost::new(list)
+        .with_seed(42)
+        .with_steps(1000, 100)
+        .with_complexity(|arch| {
+            let c = arch.choices();
+            let macs = 1_000_000 * (10 + 2 * c[0] as u64 + 3 * c[1] as u64 + 5 * c[2] as u64);
+            Ok(Complexity {
+                macs,
+                params: macs / 100,
+            })
+        })
 }
 
 fn started(config: serde_json::Value) -> ShiftnasSampler {
     let mut sampler = ShiftnasSampler::from_config(&config.to_string()).unwrap();
-    sampler
-        .start(HostContext::from_services(FakeHost { path_choice: false }))
-        .unwrap();
+    sampler.start(fake_host(false).context()).unwrap();
     sampler
 }
 
@@ -315,7 +288,7 @@ fn bin_width_sets_the_bins() {
     assert!((one.bin_centres()[0] - 20e6).abs() < 1e-6);
     let err = ShiftnasSampler::from_config(r#"{"bin_width": 1}"#)
         .unwrap()
-        .start(HostContext::from_services(FakeHost { path_choice: false }))
+        .start(fake_host(false).context())
         .unwrap_err();
     assert!(err.message.contains("bin_width"), "{err}");
 }
@@ -446,9 +419,7 @@ fn load_state_checks_the_bin_count() {
 #[test]
 fn path_choice_space_is_refused_naming_the_decision() {
     let mut sampler = ShiftnasSampler::from_config("{}").unwrap();
-    let err = sampler
-        .start(HostContext::from_services(FakeHost { path_choice: true }))
-        .unwrap_err();
+    let err = sampler.start(fake_host(true).context()).unwrap_err();
     assert_eq!(err.kind, nas_sdk::ErrorKind::Unsupported);
     for part in [
         "weight-entangled",

@@ -10,10 +10,9 @@
 //! state to checkpoint and a resumed or data-parallel run draws the same paths.
 
 use nas_sdk::{
-    plugin::parse_config,
     rng::{self, uniform_arch},
-    Arch, Component, Decision, HostContext, Metric, PluginError, PluginResult, Sampler, StepInfo,
-    StepPlan,
+    Arch, ConfiguredComponent, Decision, HostContext, Metric, PluginError, PluginResult, Sampler,
+    StepInfo, StepPlan,
 };
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -63,18 +62,14 @@ pub struct UniformSampler {
     range: (f64, f64),
 }
 
-impl Component for UniformSampler {
+impl ConfiguredComponent for UniformSampler {
     const NAME: &'static str = "uniform";
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
     const DESCRIPTION: &'static str =
         "SPOS uniform single-path sampling, or its FLOPs-bin rejection variant (mode = \"flops-bin\")";
+    type Config = UniformConfig;
 
-    fn default_config() -> serde_json::Value {
-        serde_json::to_value(UniformConfig::default()).expect("config serialises")
-    }
-
-    fn from_config(config: &str) -> PluginResult<Self> {
-        let config: UniformConfig = parse_config(Self::NAME, config)?;
+    fn from_parsed(config: UniformConfig) -> PluginResult<Self> {
         if config.bin_width.is_nan() || config.bin_width <= 0.0 {
             return Err(PluginError::config(format!(
                 "uniform: field `bin_width` must be positive, got {}",
@@ -178,18 +173,14 @@ pub struct FixedSampler {
     arch: Arch,
 }
 
-impl Component for FixedSampler {
+impl ConfiguredComponent for FixedSampler {
     const NAME: &'static str = "fixed";
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
     const DESCRIPTION: &'static str =
         "one fixed arch every step (stand-alone training of a subnet)";
+    type Config = FixedConfig;
 
-    fn default_config() -> serde_json::Value {
-        serde_json::to_value(FixedConfig::default()).expect("config serialises")
-    }
-
-    fn from_config(config: &str) -> PluginResult<Self> {
-        let config: FixedConfig = parse_config(Self::NAME, config)?;
+    fn from_parsed(config: FixedConfig) -> PluginResult<Self> {
         Ok(FixedSampler {
             arch: Arch::new(config.choices),
         })
@@ -215,55 +206,38 @@ nas_sdk::export_plugin!(nas_sdk::plugin::Registry::new()
 #[cfg(test)]
 mod tests {
     use super::*;
-    use nas_sdk::{Complexity, CostTable, HostServices, RunInfo, SamplerClient};
+    use nas_sdk::{testing::FakeHost, Complexity, Component, HostServices};
 
     /// A NAS-Bench-201-shaped host: 6 decisions of 5 options, the benchmark's closed-form FLOPs.
-    struct FakeHost;
-
-    impl HostServices for FakeHost {
-        fn run_info(&self) -> RunInfo {
-            RunInfo {
-                seed: 42,
-                total_steps: 1000,
-                steps_per_epoch: 100,
-                rank: 0,
-                world_size: 1,
-            }
-        }
-        fn decisions(&self) -> Vec<Decision> {
-            let ops = [
-                "none",
-                "skip_connect",
-                "nor_conv_1x1",
-                "nor_conv_3x3",
-                "avg_pool_3x3",
-            ];
+    fn fake_host() -> FakeHost {
+        let ops = [
+            "none",
+            "skip_connect",
+            "nor_conv_1x1",
+            "nor_conv_3x3",
+            "avg_pool_3x3",
+        ];
+        FakeHost::new(
             (0..6)
                 .map(|i| Decision::choice(&format!("edge{i}"), "cell", "op", &ops))
-                .collect()
-        }
-        fn complexity(&self, arch: &Arch) -> PluginResult<Complexity> {
+                .collect(),
+        )
+        .with_seed(42)
+        .with_steps(1000, 100)
+        .with_complexity(|arch| {
             let n1 = arch.choices().iter().filter(|&&c| c == 2).count() as u64;
             let n3 = arch.choices().iter().filter(|&&c| c == 3).count() as u64;
             Ok(Complexity {
                 macs: 7_783_050 + 35_389_440 * n3 + 3_932_160 * n1,
                 params: 0,
             })
-        }
-        fn extremes(&self, _metric: Metric) -> PluginResult<(Arch, Arch)> {
-            Ok((Arch::new(vec![0; 6]), Arch::new(vec![3; 6])))
-        }
-        fn cost_table(&self, _metric: Metric) -> PluginResult<CostTable> {
-            Err(PluginError::unsupported("not needed"))
-        }
-        fn create_sampler(&self, _name: &str, _config: &str) -> PluginResult<SamplerClient> {
-            Err(PluginError::unsupported("not needed"))
-        }
+        })
+        .with_extremes(Arch::new(vec![0; 6]), Arch::new(vec![3; 6]))
     }
 
     fn started(config: serde_json::Value) -> UniformSampler {
         let mut sampler = UniformSampler::from_config(&config.to_string()).unwrap();
-        sampler.start(HostContext::from_services(FakeHost)).unwrap();
+        sampler.start(fake_host().context()).unwrap();
         sampler
     }
 
@@ -329,7 +303,7 @@ mod tests {
     #[test]
     fn flops_bin_sampler_stays_in_its_bin() {
         let sampler = started(serde_json::json!({"mode": "flops-bin", "bin_width": 10e6}));
-        let host = FakeHost;
+        let host = fake_host();
         let mut rng = rng::stream(1, 0, "test");
         let mut reachable = 0;
         for bin in 0..sampler.bin_count() {
@@ -355,13 +329,13 @@ mod tests {
     #[test]
     fn fixed_sampler_plans_its_arch_and_checks_it() {
         let mut fixed = FixedSampler::from_config(r#"{"choices": [3, 3, 2, 1, 0, 4]}"#).unwrap();
-        fixed.start(HostContext::from_services(FakeHost)).unwrap();
+        fixed.start(fake_host().context()).unwrap();
         assert_eq!(
             path_arch(&fixed.plan(&step(9)).unwrap()).choices(),
             &[3, 3, 2, 1, 0, 4]
         );
         let mut bad = FixedSampler::from_config(r#"{"choices": [7]}"#).unwrap();
-        let err = bad.start(HostContext::from_services(FakeHost)).unwrap_err();
+        let err = bad.start(fake_host().context()).unwrap_err();
         assert!(err.message.contains("choices"), "{err}");
     }
 

@@ -18,9 +18,8 @@
 
 use nas_sdk::{
     nn::{BatchNorm2d, Conv2d, Linear, ParamStore},
-    plugin::parse_config,
-    Arch, Complexity, Component, CostTable, Decision, ForwardOptions, Metric, PluginError,
-    PluginResult, SearchSpace,
+    Arch, Complexity, ConfiguredComponent, CostTable, Decision, ForwardOptions, Metric,
+    PluginError, PluginResult, SearchSpace,
 };
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
@@ -283,18 +282,14 @@ pub struct Nb201Space {
     net: Option<Supernet>,
 }
 
-impl Component for Nb201Space {
+impl ConfiguredComponent for Nb201Space {
     const NAME: &'static str = "nb201";
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
     const DESCRIPTION: &'static str =
         "NAS-Bench-201 cell space (5 ops x 6 edges, 15,625 archs), benchmark complexity convention";
+    type Config = Nb201Config;
 
-    fn default_config() -> serde_json::Value {
-        serde_json::to_value(Nb201Config::default()).expect("config serialises")
-    }
-
-    fn from_config(config: &str) -> PluginResult<Self> {
-        let config: Nb201Config = parse_config(Self::NAME, config)?;
+    fn from_parsed(config: Nb201Config) -> PluginResult<Self> {
         config.validate()?;
         Ok(Nb201Space { config, net: None })
     }

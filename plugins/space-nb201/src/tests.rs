@@ -1,4 +1,5 @@
 use super::*;
+use nas_sdk::Component;
 use rand::{Rng, SeedableRng};
 
 fn space(config: serde_json::Value) -> Nb201Space {
