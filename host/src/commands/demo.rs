@@ -93,15 +93,19 @@ pub fn demo(args: &DemoArgs, plugin_path: &[PathBuf]) -> Result<()> {
         seed: config.run.seed,
         name: "demo".into(),
     };
-    let outcome = run_search(&TrainedRun::open(&run_dir, plugin_path)?, &request)?;
+    // Search restores the trained BN statistics after every candidate, so the same opened run
+    // serves the evaluation of the best subnet.
+    let trained = TrainedRun::open(&run_dir, plugin_path)?;
+    let outcome = run_search(&trained, &request)?;
     let (_, best, best_text) = outcome.best[0].clone();
     println!("[3/4] test accuracy of the best subnet (BN recalibrated, 10 batches)");
     let records = eval_archs(
-        &TrainedRun::open(&run_dir, plugin_path)?,
+        &trained,
         std::slice::from_ref(&best_text),
         BnPolicy::Recalibrate { batches: 10 },
         "test",
     )?;
+    drop(trained);
     let eval_path = write_eval_records(&run_dir, &records)?;
     println!("[4/4] exporting it");
     let export_dir = export(

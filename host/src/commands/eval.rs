@@ -37,12 +37,10 @@ pub fn eval(args: &EvalArgs, plugin_path: &[PathBuf]) -> Result<()> {
         options.bn.as_deref(),
         options.calib_batches,
     )?;
-    let records = eval_archs(
-        &TrainedRun::open(run_dir, plugin_path)?,
-        &args.arch,
-        policy,
-        &options.split,
-    )?;
+    let run = TrainedRun::open(run_dir, plugin_path)?;
+    // eval_archs puts the trained BN statistics back after each arch, so the same opened run
+    // serves --save-logits.
+    let records = eval_archs(&run, &args.arch, policy, &options.split)?;
     print_eval_table(&records);
     let path = write_eval_records(run_dir, &records)?;
     println!("results: {}", path.display());
@@ -50,13 +48,7 @@ pub fn eval(args: &EvalArgs, plugin_path: &[PathBuf]) -> Result<()> {
         let [arch] = args.arch.as_slice() else {
             bail!("--save-logits takes exactly one --arch");
         };
-        write_logits(
-            &TrainedRun::open(run_dir, plugin_path)?,
-            arch,
-            policy,
-            &options.split,
-            out,
-        )?;
+        write_logits(&run, arch, policy, &options.split, out)?;
         println!("logits: {}", out.display());
     }
     Ok(())
