@@ -101,6 +101,39 @@ pub fn small_run_args(out_dir: &Path, name: &str) -> Vec<String> {
     .collect()
 }
 
+/// `--set` arguments of a small run of `space` (`vit` or `cnn`) on 28x28 synthetic images with a
+/// held-out split, ShiftNAS sampler and generator.
+pub fn shiftnas_args(out: &Path, name: &str, space: &str, extra: &[&str]) -> Vec<String> {
+    let preset = match space {
+        "vit" => "autoformer-mini",
+        _ => "attentivenas-small",
+    };
+    let mut sets: Vec<String> = vec![
+        format!("run.out_dir={}", out.display()),
+        format!("run.name={name}"),
+        "run.threads=1".into(),
+        "run.device=cpu".into(),
+        "data.dataset=synthetic".into(),
+        "data.synthetic_train=1024".into(),
+        "data.synthetic_test=128".into(),
+        "data.synthetic_channels=1".into(),
+        "data.synthetic_resolution=28".into(),
+        "data.holdout=128".into(),
+        format!("space.name={space}"),
+        format!("space.config.preset={preset}"),
+        "sampler.name=shiftnas".into(),
+        "generator.name=shiftnas".into(),
+        "generator.probe_batch_size=64".into(),
+        "train.batch_size=16".into(),
+        "train.progress=false".into(),
+        "eval.bn=batch-stats".into(),
+    ];
+    sets.extend(extra.iter().map(|s| s.to_string()));
+    sets.into_iter()
+        .flat_map(|s| ["--set".to_string(), s])
+        .collect()
+}
+
 /// Reads a safetensors file into name -> tensor.
 pub fn read_tensors(path: &Path) -> std::collections::BTreeMap<String, tch::Tensor> {
     tch::Tensor::read_safetensors(path)

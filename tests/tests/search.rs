@@ -191,8 +191,8 @@ fn retrain_writes_ground_truth_that_rank_uses() {
     assert!(stdout.starts_with("3 archs"), "{stdout}");
 }
 
-/// `nas eval` of one arch on the held-out split with BN recalibrated from `batches` batches:
-/// (accuracy %, the results file's record).
+/// `nas eval` of one arch on the held-out split with BN recalibrated from `batches` batches: its
+/// accuracy (%) as the results file records it.
 fn eval_holdout(run_dir: &Path, choices: &str, batches: usize) -> f64 {
     let stdout = run_ok(
         nas()
@@ -218,31 +218,17 @@ fn eval_holdout(run_dir: &Path, choices: &str, batches: usize) -> f64 {
 #[test]
 fn eval_search_generator_and_export_calibrate_bn_from_the_same_batches() {
     let out = tempfile::tempdir().unwrap();
-    let sets: Vec<String> = [
-        format!("run.out_dir={}", out.path().display()),
-        "run.name=cnn".into(),
-        "run.threads=1".into(),
-        "run.device=cpu".into(),
-        "data.dataset=synthetic".into(),
-        "data.synthetic_train=1024".into(),
-        "data.synthetic_test=128".into(),
-        "data.synthetic_channels=1".into(),
-        "data.synthetic_resolution=28".into(),
-        "data.holdout=256".into(),
-        "space.name=cnn".into(),
-        "space.config.preset=attentivenas-small".into(),
-        "sampler.name=shiftnas".into(),
-        "sampler.config.warmup_fraction=0.5".into(),
-        "sampler.config.update_every=10".into(),
-        "generator.name=shiftnas".into(),
-        "generator.probe_batch_size=64".into(),
-        "train.batch_size=16".into(),
-        "train.steps=30".into(),
-        "train.progress=false".into(),
-    ]
-    .into_iter()
-    .flat_map(|s| ["--set".to_string(), s])
-    .collect();
+    let sets = shiftnas_args(
+        out.path(),
+        "cnn",
+        "cnn",
+        &[
+            "data.holdout=256",
+            "sampler.config.warmup_fraction=0.5",
+            "sampler.config.update_every=10",
+            "train.steps=30",
+        ],
+    );
     run_ok(nas().arg("train").args(&sets));
     let run_dir = out.path().join("cnn");
     // Two calibration batches make BN statistics (and so accuracies) sensitive to which
