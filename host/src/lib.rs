@@ -7,7 +7,7 @@
 //! | 2 | [`commands`] | one file per subcommand: arguments -> config -> plugins -> stage -> output |
 //! | 3 | [`rank`], [`search`], [`export`] | retraining and ranking; search and generated subnets; standalone export |
 //! | 4 | [`train`], [`eval`] | the training step and loop, optimizer, losses, generator, data parallelism; BN policies, recalibration, accuracy |
-//! | 5 | [`report`] | every plot, through one chart module |
+//! | 5 | [`report`], [`profile`] | every plot, through one chart module; latency on the target device (measured subnets, the additive table, `latency.json`) |
 //! | 6 | [`run`] | the run folder: checkpoints, `metrics.jsonl`, atomic writes, a trained run reopened |
 //! | 7 | [`plugins`] | plugin discovery and load checks; `Space` / `Sampler` / `Generator` wrappers; host services |
 //! | 8 | [`data`] | datasets, splits, seeded batch order |
@@ -25,6 +25,7 @@ pub mod device;
 pub mod eval;
 pub mod export;
 pub mod plugins;
+pub mod profile;
 pub mod rank;
 pub mod report;
 pub mod run;

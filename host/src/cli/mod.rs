@@ -84,6 +84,9 @@ pub enum Command {
     Rank(RankArgs),
     /// Measure training speed (steps/s and host overhead) on synthetic data.
     Bench(BenchArgs),
+    /// Measure a space's latency on this machine's CPU or GPU: time plain subnets end to end,
+    /// fit an additive per-choice table, validate it on held-out subnets, write latency.json.
+    Profile(ProfileArgs),
     /// Run a command as N processes of one data-parallel run on this machine (what torchrun
     /// --nproc-per-node N --no-python does), e.g. `nas launch -n 2 -- train --config run.toml`.
     Launch(LaunchArgs),
@@ -356,6 +359,52 @@ pub struct BenchArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `nas profile`.
+#[derive(Args, Clone, Debug)]
+pub struct ProfileArgs {
+    /// Space to profile (`nb201`, `cnn`, `vit` or any space plugin).
+    #[arg(long, required_unless_present = "run", conflicts_with = "run")]
+    pub space: Option<String>,
+    /// The space's config: a JSON object, or a .json or .toml file holding one. It must be the
+    /// config the table will be used with (search and export compare its digest).
+    #[arg(long, value_name = "JSON|FILE", requires = "space")]
+    pub space_config: Option<String>,
+    /// Profile the space (and exact config) a run was trained with, from its run.json.
+    #[arg(long, value_name = "RUN_DIR")]
+    pub run: Option<PathBuf>,
+    /// Device the subnets run on: cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Batch size of the timed runs.
+    #[arg(long, default_value_t = 1)]
+    pub batch: i64,
+    /// libtorch intra-op threads.
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    /// Subnets the table is fitted to (0: four times the number of table terms, at least 40).
+    #[arg(long, default_value_t = 0)]
+    pub fit_archs: usize,
+    /// Held-out subnets the table is validated on.
+    #[arg(long, default_value_t = 20)]
+    pub validate: usize,
+    /// Untimed runs before each subnet's timed runs.
+    #[arg(long, default_value_t = 2)]
+    pub warmup: usize,
+    /// Timed runs per subnet and round (the table uses the median over all rounds).
+    #[arg(long, default_value_t = 3)]
+    pub repeats: usize,
+    /// Rounds over all subnets, each in a new shuffled order (spreads a busy spell of the
+    /// machine over many subnets).
+    #[arg(long, default_value_t = 5)]
+    pub rounds: usize,
+    /// Seed of the drawn subnets.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Where to write the table.
+    #[arg(long, default_value = "latency.json", value_name = "FILE")]
+    pub out: PathBuf,
 }
 
 /// `nas launch`.

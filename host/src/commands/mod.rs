@@ -11,6 +11,7 @@ mod eval;
 mod export;
 pub mod launch;
 mod plugins;
+mod profile;
 mod rank;
 mod retrain;
 mod search;
@@ -40,6 +41,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Retrain(args) => retrain::retrain(args, plugin_path),
         Command::Rank(args) => rank::rank(args, plugin_path),
         Command::Bench(args) => bench::bench(args, plugin_path),
+        Command::Profile(args) => profile::profile(args, plugin_path),
         Command::Launch(args) => std::env::current_exe()
             .map_err(anyhow::Error::from)
             .and_then(|exe| launch::launch(&exe, args.processes, &args.command)),
