@@ -76,8 +76,8 @@ fn write_logits(
     io::write_safetensors_atomic(
         out,
         &[
-            ("input".to_string(), split.images.shallow_clone()),
-            ("labels".to_string(), split.labels.shallow_clone()),
+            ("input".to_string(), split.slice(0, split.len())?.0),
+            ("labels".to_string(), split.labels().shallow_clone()),
             ("logits".to_string(), logits),
         ],
     )

@@ -78,6 +78,17 @@ pub fn train(args: &TrainArgs, plugin_path: &[PathBuf]) -> Result<()> {
         summary.mean_images_per_s,
         summary.final_loss
     );
+    println!(
+        "step time: {:.1}% waiting for data, {:.1}% host overhead",
+        100.0 * summary.data_share,
+        100.0 * summary.host_share
+    );
+    if summary.skipped_images > 0 {
+        println!(
+            "{} unreadable training images were skipped (see the warnings above; counted per step as `skipped_images` in metrics.jsonl)",
+            summary.skipped_images
+        );
+    }
     if summary.world_size > 1 {
         println!(
             "{} processes; exchanges with the other ranks took {:.1}% of step time",

@@ -8,8 +8,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
+mod augment;
 mod bn;
 
+pub use augment::{AugmentSection, BadImagePolicy};
 pub use bn::BnPolicy;
 
 /// The whole configuration of a training run.
@@ -93,17 +95,31 @@ pub struct DataSection {
     pub synthetic_resolution: i64,
     /// Image-folder dataset: how images are read.
     pub image_folder: ImageFolderSection,
+    /// Training augmentation (a published preset and overrides).
+    pub augment: AugmentSection,
+    /// Threads that read, decode and augment training images (0 = in the training thread).
+    pub workers: usize,
+    /// Batches prepared ahead of the trainer (the bound of the queue between them).
+    pub prefetch: usize,
+    /// What to do with a training image that cannot be read: `skip` (warn and count) or `fail`.
+    pub on_bad_image: BadImagePolicy,
 }
 
 /// `[data.image_folder]`: a folder with `train/<class>/*` and `test/<class>/*` images (PNG, JPEG
-/// or BMP; `val/` is accepted for `test/`), classes in sorted folder-name order.
+/// or BMP; `val/` is accepted for `test/`), classes in sorted folder-name order. Images are
+/// streamed: indexed once, then read and decoded by the pipeline's workers as batches need them.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct ImageFolderSection {
-    /// Every image is resized (bilinear, aspect ratio not kept) to `size x size`.
+    /// The resolution images reach the space at (`size x size`): the training crop and the
+    /// evaluation view (shorter side resized, centre crop; see `data.augment.eval_crop`).
     pub size: u32,
     /// Read images as one grey channel instead of RGB.
     pub grayscale: bool,
+    /// Per-channel mean of pixels scaled to [0, 1]; empty = ImageNet's (grey: their luma).
+    pub mean: Vec<f64>,
+    /// Per-channel standard deviation, as `mean`.
+    pub std: Vec<f64>,
 }
 
 impl Default for ImageFolderSection {
@@ -111,6 +127,8 @@ impl Default for ImageFolderSection {
         ImageFolderSection {
             size: 32,
             grayscale: false,
+            mean: Vec::new(),
+            std: Vec::new(),
         }
     }
 }
@@ -127,6 +145,10 @@ impl Default for DataSection {
             synthetic_channels: 3,
             synthetic_resolution: 32,
             image_folder: ImageFolderSection::default(),
+            augment: AugmentSection::default(),
+            workers: 2,
+            prefetch: 4,
+            on_bad_image: BadImagePolicy::Skip,
         }
     }
 }
@@ -518,6 +540,25 @@ impl RunConfig {
             // existed keep their hash).
             if let Some(root) = value.as_object_mut() {
                 root.remove("generator");
+            }
+        }
+        if let Some(data) = value.get_mut("data").and_then(|d| d.as_object_mut()) {
+            // Worker count and queue depth never change a batch; the pipeline settings at their
+            // defaults are left out so runs from before the pipeline keep their hash.
+            data.remove("workers");
+            data.remove("prefetch");
+            let defaults = DataSection::default();
+            if self.data.augment == defaults.augment {
+                data.remove("augment");
+            }
+            if self.data.on_bad_image == defaults.on_bad_image {
+                data.remove("on_bad_image");
+            }
+            if let Some(folder) = data.get_mut("image_folder").and_then(|f| f.as_object_mut()) {
+                if self.data.image_folder.mean.is_empty() && self.data.image_folder.std.is_empty() {
+                    folder.remove("mean");
+                    folder.remove("std");
+                }
             }
         }
         if relevant.optim.optimizer == OptimizerKind::Sgd {

@@ -21,6 +21,7 @@ pub fn steps_per_epoch(n: usize, batch_size: usize) -> u64 {
 /// Draws training batches by global batch index: batch `b` is the `b % steps_per_epoch`-th batch
 /// of epoch `b / steps_per_epoch`. Stateless apart from a cache of the current epoch's order, so
 /// a resumed run sees exactly the batches the interrupted one would have.
+#[derive(Clone, Debug)]
 pub struct BatchSource {
     batch_size: usize,
     seed: u64,
@@ -88,7 +89,7 @@ impl BatchSource {
     }
 
     /// Global batch `index` of `split`.
-    pub fn batch(&mut self, split: &Split, index: u64) -> (Tensor, Tensor) {
+    pub fn batch(&mut self, split: &Split, index: u64) -> Result<(Tensor, Tensor)> {
         let indices = self.indices(index, split.len());
         split.gather(&indices)
     }

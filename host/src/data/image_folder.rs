@@ -1,46 +1,38 @@
 //! Image-folder datasets: `ROOT/train/<class>/*` and `ROOT/test/<class>/*` (or `ROOT/val/`), the
-//! torchvision `ImageFolder` layout. Classes are the sorted names of the training split's
-//! sub-folders; the test split must use the same names. PNG, JPEG and BMP files are decoded,
-//! converted to RGB (or grey) and resized to a square; everything is held in memory.
+//! torchvision `ImageFolder` layout, streamed. A [`FileIndex`] of paths and labels is built once
+//! (sorted, so the example order and the seeded held-out split are the same on every machine);
+//! images are decoded on demand by the pipeline's workers.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use image::imageops::FilterType;
-use tch::{Kind, Tensor};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::split::Split;
-use crate::config::ImageFolderSection;
+use super::image::Image;
 
 /// File extensions read (lower-case).
 const EXTENSIONS: [&str; 4] = ["png", "jpg", "jpeg", "bmp"];
 
-/// A loaded image folder, pixels scaled to [0, 1].
-pub struct ImageFolder {
-    /// Class names, in label order.
-    pub classes: Vec<String>,
-    /// Training images.
-    pub train: Split,
-    /// Test images.
-    pub test: Split,
+/// The images of one split of a folder and their labels.
+#[derive(Debug)]
+pub struct FileIndex {
+    /// The split's folder.
+    pub dir: PathBuf,
+    /// Image files, sorted by class then name.
+    pub files: Vec<PathBuf>,
+    /// Label of each file.
+    pub labels: Vec<i64>,
 }
 
-impl ImageFolder {
-    /// Per-channel mean and standard deviation of the training images.
-    pub fn train_statistics(&self) -> (Vec<f64>, Vec<f64>) {
-        let images = &self.train.images;
-        let channels = images.size()[1];
-        let per_channel = images.transpose(0, 1).reshape([channels, -1]);
-        let mean = Vec::<f64>::try_from(per_channel.mean_dim(1, false, Kind::Double))
-            .expect("a float vector");
-        let std = Vec::<f64>::try_from(per_channel.to_kind(Kind::Double).std_dim(1, false, false))
-            .expect("a float vector")
-            .into_iter()
-            // A constant channel would divide by zero.
-            .map(|s| if s > 1e-12 { s } else { 1.0 })
-            .collect();
-        (mean, std)
-    }
+/// A folder's classes and the index of its training and test splits.
+#[derive(Debug)]
+pub struct FolderIndex {
+    /// Class names, in label order.
+    pub classes: Vec<String>,
+    /// `ROOT/train`.
+    pub train: FileIndex,
+    /// `ROOT/test` or `ROOT/val`.
+    pub test: FileIndex,
 }
 
 /// Sorted class folders of `split_dir`.
@@ -68,75 +60,63 @@ fn image_files(class_dir: &Path) -> Result<Vec<PathBuf>> {
     for entry in std::fs::read_dir(class_dir)
         .with_context(|| format!("reading folder {}", class_dir.display()))?
     {
-        let path = entry?.path();
+        let entry = entry?;
+        let path = entry.path();
         let known = path
             .extension()
             .and_then(|e| e.to_str())
             .is_some_and(|e| EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()));
-        if path.is_file() && known {
+        if known
+            && entry
+                .file_type()
+                .is_ok_and(|t| t.is_file() || t.is_symlink())
+        {
             files.push(path);
         }
     }
-    // Sorted, so the example order (and the seeded holdout) is the same on every machine.
     files.sort();
     Ok(files)
 }
 
-fn read_split(split_dir: &Path, classes: &[String], options: &ImageFolderSection) -> Result<Split> {
+fn index_split(split_dir: &Path, classes: &[String], progress: &ProgressBar) -> Result<FileIndex> {
     let found = class_folders(split_dir)?;
-    for (name, _) in &found {
-        if !classes.contains(name) {
+    let mut index = FileIndex {
+        dir: split_dir.to_path_buf(),
+        files: Vec::new(),
+        labels: Vec::new(),
+    };
+    for (name, dir) in &found {
+        let Some(label) = classes.iter().position(|c| c == name) else {
             bail!(
                 "{} has class folder `{name}`, which the training split lacks (classes: {})",
                 split_dir.display(),
                 classes.join(", ")
             );
+        };
+        let files = image_files(dir)?;
+        if files.is_empty() {
+            bail!(
+                "class folder {} holds no PNG, JPEG or BMP images; add images or remove the folder",
+                dir.display()
+            );
         }
+        progress.inc(files.len() as u64);
+        index
+            .labels
+            .extend(std::iter::repeat_n(label as i64, files.len()));
+        index.files.extend(files);
     }
-    let size = options.size;
-    let channels: usize = if options.grayscale { 1 } else { 3 };
-    let mut pixels: Vec<u8> = Vec::new();
-    let mut labels: Vec<i64> = Vec::new();
-    for (name, dir) in &found {
-        let label = classes.iter().position(|c| c == name).expect("checked") as i64;
-        for file in image_files(dir)? {
-            let decoded =
-                image::open(&file).with_context(|| format!("decoding image {}", file.display()))?;
-            let resized = decoded.resize_exact(size, size, FilterType::Triangle);
-            let bytes = if options.grayscale {
-                resized.into_luma8().into_raw()
-            } else {
-                resized.into_rgb8().into_raw()
-            };
-            // HWC -> CHW.
-            let plane = (size * size) as usize;
-            for c in 0..channels {
-                pixels.extend((0..plane).map(|i| bytes[i * channels + c]));
-            }
-            labels.push(label);
-        }
-    }
-    if labels.is_empty() {
+    if index.files.is_empty() {
         bail!(
             "{} holds no PNG, JPEG or BMP images in class sub-folders",
             split_dir.display()
         );
     }
-    let n = labels.len() as i64;
-    Ok(Split {
-        images: Tensor::from_slice(&pixels)
-            .view([n, channels as i64, size as i64, size as i64])
-            .to_kind(Kind::Float)
-            / 255.0,
-        labels: Tensor::from_slice(&labels),
-    })
+    Ok(index)
 }
 
-/// Loads `root/train` and `root/test` (or `root/val`).
-pub fn load(root: &Path, options: &ImageFolderSection) -> Result<ImageFolder> {
-    if options.size == 0 {
-        bail!("config field `data.image_folder.size` must be at least 1");
-    }
+/// Indexes `root/train` and `root/test` (or `root/val`), showing progress on a terminal.
+pub fn index(root: &Path) -> Result<FolderIndex> {
     let train_dir = root.join("train");
     if !train_dir.is_dir() {
         bail!(
@@ -160,10 +140,45 @@ pub fn load(root: &Path, options: &ImageFolderSection) -> Result<ImageFolder> {
             classes.len()
         );
     }
-    Ok(ImageFolder {
-        train: read_split(&train_dir, &classes, options)?,
-        test: read_split(&test_dir, &classes, options)?,
+    let progress = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    progress.set_style(
+        ProgressStyle::with_template("{spinner} indexing {msg}: {pos} images [{elapsed}]")
+            .expect("valid template"),
+    );
+    progress.set_message(root.display().to_string());
+    let train = index_split(&train_dir, &classes, &progress)?;
+    let test = index_split(&test_dir, &classes, &progress)?;
+    progress.finish_and_clear();
+    Ok(FolderIndex {
         classes,
+        train,
+        test,
+    })
+}
+
+/// Reads and decodes one image file to RGB (or grey).
+pub fn decode(path: &Path, grayscale: bool) -> Result<Image> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading image {}", path.display()))?;
+    let decoded = image::load_from_memory(&bytes)
+        .with_context(|| format!("decoding image {}", path.display()))?;
+    let (width, height) = (decoded.width(), decoded.height());
+    if width == 0 || height == 0 {
+        bail!("image {} is empty ({width}x{height})", path.display());
+    }
+    Ok(if grayscale {
+        Image {
+            width,
+            height,
+            channels: 1,
+            pixels: decoded.into_luma8().into_raw(),
+        }
+    } else {
+        Image {
+            width,
+            height,
+            channels: 3,
+            pixels: decoded.into_rgb8().into_raw(),
+        }
     })
 }
 
@@ -179,7 +194,7 @@ mod tests {
     }
 
     #[test]
-    fn reads_classes_in_sorted_order_and_resizes() {
+    fn indexes_classes_in_sorted_order() {
         let root = tempfile::tempdir().unwrap();
         let r = root.path();
         write_image(&r.join("train/red/a.png"), [255, 0, 0], (10, 6));
@@ -187,62 +202,41 @@ mod tests {
         write_image(&r.join("train/blue/c.png"), [0, 0, 255], (5, 7));
         write_image(&r.join("val/blue/d.bmp"), [0, 0, 255], (4, 4));
         std::fs::write(r.join("train/red/notes.txt"), "ignored").unwrap();
-        let options = ImageFolderSection {
-            size: 4,
-            grayscale: false,
-        };
-        let folder = load(r, &options).unwrap();
-        assert_eq!(folder.classes, ["blue", "red"]);
-        assert_eq!(folder.train.images.size(), [3, 3, 4, 4]);
-        assert_eq!(
-            Vec::<i64>::try_from(&folder.train.labels).unwrap(),
-            [0, 1, 1]
-        );
-        assert_eq!(folder.test.len(), 1);
-        // Blue image: channel 2 is 1, channels 0 and 1 are 0 (a uniform colour survives resizing).
-        let blue = folder.train.images.get(0);
-        assert!((blue.get(2).mean(Kind::Float).double_value(&[]) - 1.0).abs() < 1e-6);
-        assert!(blue.get(0).abs().max().double_value(&[]) < 1e-6);
-        // JPEG is lossy; the red channel of the JPEG is still close to 1.
-        let jpeg_red = folder
-            .train
-            .images
-            .get(2)
-            .get(0)
-            .mean(Kind::Float)
-            .double_value(&[]);
-        assert!(jpeg_red > 0.95, "{jpeg_red}");
-        let (mean, std) = folder.train_statistics();
-        assert_eq!(mean.len(), 3);
-        assert!(std.iter().all(|&s| s > 0.0));
-
-        let grey = load(
-            r,
-            &ImageFolderSection {
-                size: 2,
-                grayscale: true,
-            },
-        )
-        .unwrap();
-        assert_eq!(grey.train.images.size(), [3, 1, 2, 2]);
+        let index = index(r).unwrap();
+        assert_eq!(index.classes, ["blue", "red"]);
+        assert_eq!(index.train.labels, [0, 1, 1]);
+        assert!(index.train.files[1].ends_with("red/a.png"));
+        assert_eq!(index.test.files.len(), 1);
+        let red = decode(&index.train.files[1], false).unwrap();
+        assert_eq!((red.width, red.height, red.channels), (10, 6, 3));
+        assert_eq!(red.at(3, 3, 0), 255);
+        let grey = decode(&index.train.files[0], true).unwrap();
+        assert_eq!(grey.channels, 1);
     }
 
     #[test]
     fn errors_name_the_folder() {
         let root = tempfile::tempdir().unwrap();
         let r = root.path();
-        let options = ImageFolderSection::default();
-        let err = load(r, &options).err().unwrap().to_string();
+        let err = index(r).err().unwrap().to_string();
         assert!(err.contains("no train/ folder"), "{err}");
         write_image(&r.join("train/a/x.png"), [1, 2, 3], (2, 2));
         write_image(&r.join("train/b/y.png"), [1, 2, 3], (2, 2));
         write_image(&r.join("test/c/z.png"), [1, 2, 3], (2, 2));
-        let err = load(r, &options).err().unwrap().to_string();
+        let err = index(r).err().unwrap().to_string();
         assert!(err.contains("class folder `c`"), "{err}");
-        std::fs::write(r.join("train/a/broken.png"), "not a png").unwrap();
         std::fs::remove_dir_all(r.join("test/c")).unwrap();
         write_image(&r.join("test/a/z.png"), [1, 2, 3], (2, 2));
-        let err = format!("{:#}", load(r, &options).err().unwrap());
+        std::fs::create_dir_all(r.join("train/empty")).unwrap();
+        let err = index(r).err().unwrap().to_string();
+        assert!(
+            err.contains("train/empty") && err.contains("holds no PNG, JPEG or BMP images"),
+            "{err}"
+        );
+        std::fs::remove_dir_all(r.join("train/empty")).unwrap();
+        std::fs::write(r.join("train/a/broken.png"), "not a png").unwrap();
+        let index = index(r).unwrap();
+        let err = format!("{:#}", decode(&index.train.files[0], false).err().unwrap());
         assert!(err.contains("broken.png"), "{err}");
     }
 }

@@ -1,5 +1,10 @@
-//! Datasets (Fashion-MNIST idx files, CIFAR-10 binary batches, synthetic) held as tensors, and
-//! seeded batch order.
+//! The `data/` stage: datasets and the training input pipeline.
+//!
+//! - Sources: Fashion-MNIST idx files, CIFAR-10 binary batches and synthetic data held in memory;
+//!   image folders streamed from disk ([`image_folder`]).
+//! - [`Split`]: one split behind one interface, gathered in the evaluation view.
+//! - [`TrainLoader`]: training batches in the seeded order, augmented ([`augment`]) by a worker
+//!   pool ahead of the trainer.
 //!
 //! Images are normalised per channel with the training split's published mean and std. Batches
 //! drop the last incomplete batch, so every step sees `batch_size` images.
@@ -7,6 +12,7 @@
 use std::{
     io::Read,
     path::{Path, PathBuf},
+    sync::Arc,
 };
 
 use anyhow::{bail, Context, Result};
@@ -16,12 +22,17 @@ use tch::{Device, Kind, Tensor};
 
 use crate::config::DataSection;
 
+pub mod augment;
 mod batches;
+pub mod image;
 pub mod image_folder;
+mod loader;
 mod split;
 
+pub use augment::Recipe;
 pub use batches::{epoch_order, steps_per_epoch, BatchSource};
-pub use split::Split;
+pub use loader::{Batch, PipelineSettings, TrainLoader};
+pub use split::{FileSamples, MemoryImages, Samples, Split, View};
 
 /// What a result file records about the data.
 #[derive(Serialize, Clone, Debug, PartialEq)]
@@ -41,6 +52,8 @@ pub struct DataInfo {
     pub mean: Vec<f64>,
     /// See `mean`.
     pub std: Vec<f64>,
+    /// The training augmentation.
+    pub augment: Recipe,
 }
 
 impl DataInfo {
@@ -57,7 +70,7 @@ impl DataInfo {
     }
 }
 
-/// A dataset in memory.
+/// A dataset: its splits and what it is.
 pub struct Dataset {
     /// Training split (held-out images removed).
     pub train: Split,
@@ -79,18 +92,35 @@ const FASHION_MEAN: [f64; 1] = [0.2860];
 const FASHION_STD: [f64; 1] = [0.3530];
 const CIFAR_MEAN: [f64; 3] = [0.4914, 0.4822, 0.4465];
 const CIFAR_STD: [f64; 3] = [0.2470, 0.2435, 0.2616];
+const IMAGENET_MEAN: [f64; 3] = [0.485, 0.456, 0.406];
+const IMAGENET_STD: [f64; 3] = [0.229, 0.224, 0.225];
+
+/// 8-bit images of one in-memory split, before normalisation.
+struct RawSplit {
+    images: MemoryImages,
+}
+
+impl RawSplit {
+    fn len(&self) -> usize {
+        self.images.labels.len()
+    }
+}
 
 impl Dataset {
     /// Loads the configured dataset onto `device`, carving `holdout` training images (seeded).
     pub fn load(section: &DataSection, seed: u64, device: Device) -> Result<Self> {
-        let (train, test, classes, path, (mean, std)) = match section.dataset.as_str() {
+        let recipe = Recipe::resolve(&section.augment)?;
+        if section.dataset == "image-folder" {
+            return Self::load_folder(section, seed, device, recipe);
+        }
+        let keep_raw = !recipe.is_identity();
+        let (raw, classes, path, (mean, std)) = match section.dataset.as_str() {
             "fashion-mnist" => {
                 let dir = locate(section, "fashion-mnist", &["train-images-idx3-ubyte.gz"])?;
-                let train = read_idx_pair(&dir, "train")?;
-                let test = read_idx_pair(&dir, "t10k")?;
+                let train = read_idx_pair(&dir, "train", 10)?;
+                let test = read_idx_pair(&dir, "t10k", 10)?;
                 (
-                    normalise(train, &FASHION_MEAN, &FASHION_STD),
-                    normalise(test, &FASHION_MEAN, &FASHION_STD),
+                    Some((train, test)),
                     10,
                     dir.display().to_string(),
                     (FASHION_MEAN.to_vec(), FASHION_STD.to_vec()),
@@ -108,37 +138,46 @@ impl Dataset {
                 let train = read_cifar_batches(&train_files)?;
                 let test = read_cifar_batches(&[dir.join("test_batch.bin")])?;
                 (
-                    normalise(train, &CIFAR_MEAN, &CIFAR_STD),
-                    normalise(test, &CIFAR_MEAN, &CIFAR_STD),
+                    Some((train, test)),
                     10,
                     dir.display().to_string(),
                     (CIFAR_MEAN.to_vec(), CIFAR_STD.to_vec()),
                 )
             }
-            "image-folder" => {
-                if section.path.as_os_str().is_empty() {
-                    bail!("config field `data.path` must name the image folder (with train/ and test/ inside) for dataset `image-folder`");
-                }
-                let folder = image_folder::load(&section.path, &section.image_folder)?;
-                let (mean, std) = folder.train_statistics();
-                (
-                    normalise(folder.train, &mean, &std),
-                    normalise(folder.test, &mean, &std),
-                    folder.classes.len() as i64,
-                    section.path.display().to_string(),
-                    (mean, std),
-                )
-            }
-            "synthetic" => {
-                let (train, test) = synthetic(section, seed);
-                (train, test, section.synthetic_classes, String::new(), (Vec::new(), Vec::new()))
-            }
+            "synthetic" => (None, section.synthetic_classes, String::new(), (Vec::new(), Vec::new())),
             other => bail!(
                 "config field `data.dataset`: unknown dataset `{other}`; use fashion-mnist, cifar10, image-folder or synthetic"
             ),
         };
-        let (train, holdout) = carve(train, section.holdout, seed)?;
-        let size = train.images.size();
+        let (train, holdout, test) = match raw {
+            Some((train, test)) => {
+                let (kept, held) = carve_rows(train.len(), section.holdout, seed)?;
+                let split = |raw: MemoryImages| {
+                    let images = normalise(&raw, &mean, &std);
+                    let labels = Tensor::from_slice(&raw.labels);
+                    Split::from_tensors(images, labels, keep_raw.then(|| Arc::new(raw)))
+                };
+                (
+                    split(train.images.select(&kept)),
+                    split(train.images.select(&held)),
+                    split(test.images),
+                )
+            }
+            None => {
+                let (train, test) = synthetic(section, seed);
+                let (kept, held) = carve_rows(train.len(), section.holdout, seed)?;
+                let part = |rows: &[i64]| {
+                    let (images, labels) = train.gather(rows).expect("tensors gather");
+                    Split::from_tensors(images, labels, None)
+                };
+                (part(&kept), part(&held), test)
+            }
+        };
+        let (channels, resolution) = match section.dataset.as_str() {
+            "synthetic" => (section.synthetic_channels, section.synthetic_resolution),
+            "fashion-mnist" => (1, 28),
+            _ => (3, 32),
+        };
         let info = DataInfo {
             dataset: section.dataset.clone(),
             path,
@@ -147,10 +186,11 @@ impl Dataset {
             test: test.len(),
             mean,
             std,
+            augment: recipe,
         };
         Ok(Dataset {
-            channels: size[1],
-            resolution: size[2],
+            channels,
+            resolution,
             train: train.to_device(device),
             holdout: holdout.to_device(device),
             test: test.to_device(device),
@@ -158,6 +198,118 @@ impl Dataset {
             info,
         })
     }
+
+    /// An image folder, indexed and streamed.
+    fn load_folder(
+        section: &DataSection,
+        seed: u64,
+        device: Device,
+        recipe: Recipe,
+    ) -> Result<Self> {
+        let options = &section.image_folder;
+        if section.path.as_os_str().is_empty() {
+            bail!("config field `data.path` must name the image folder (with train/ and test/ inside) for dataset `image-folder`");
+        }
+        if options.size == 0 {
+            bail!("config field `data.image_folder.size` must be at least 1");
+        }
+        let channels: u8 = if options.grayscale { 1 } else { 3 };
+        let (mean, std) = folder_statistics(options)?;
+        let index = image_folder::index(&section.path)?;
+        let classes = index.classes.len() as i64;
+        let (kept, held) = carve_rows(index.train.files.len(), section.holdout, seed)?;
+        let rows = |r: &[i64]| r.iter().map(|&i| i as u32).collect::<Vec<u32>>();
+        let view = Arc::new(View {
+            size: options.size,
+            channels,
+            mean: mean.iter().map(|&m| m as f32).collect(),
+            std: std.iter().map(|&s| s as f32).collect(),
+            recipe: recipe.clone(),
+        });
+        let pool = Arc::new(
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(section.workers.max(1))
+                .thread_name(|i| format!("nas-decode-{i}"))
+                .build()
+                .context("starting the image decoding threads")?,
+        );
+        let train_index = Arc::new(index.train);
+        let test_rows: Vec<u32> = (0..index.test.files.len() as u32).collect();
+        let split = |index: &Arc<image_folder::FileIndex>, rows: Vec<u32>| {
+            Split::streamed(
+                FileSamples::new(index.clone(), rows, options.grayscale),
+                view.clone(),
+                pool.clone(),
+                device,
+            )
+        };
+        let train = split(&train_index, rows(&kept));
+        let holdout = split(&train_index, rows(&held));
+        let test = split(&Arc::new(index.test), test_rows);
+        let info = DataInfo {
+            dataset: section.dataset.clone(),
+            path: section.path.display().to_string(),
+            train: train.len(),
+            holdout: holdout.len(),
+            test: test.len(),
+            mean,
+            std,
+            augment: recipe,
+        };
+        Ok(Dataset {
+            train,
+            holdout,
+            test,
+            classes,
+            channels: channels as i64,
+            resolution: options.size as i64,
+            info,
+        })
+    }
+
+    /// How the training pipeline of this dataset runs under `section` and `seed`.
+    pub fn pipeline_settings(&self, section: &DataSection, seed: u64) -> PipelineSettings {
+        PipelineSettings {
+            workers: section.workers,
+            prefetch: section.prefetch,
+            on_bad_image: section.on_bad_image,
+            seed,
+            classes: self.classes,
+            size: self.resolution as u32,
+            channels: self.channels as u8,
+            mean: self.info.mean.iter().map(|&m| m as f32).collect(),
+            std: self.info.std.iter().map(|&s| s as f32).collect(),
+        }
+    }
+}
+
+/// The normalisation of an image folder: configured, or ImageNet's (grey: their luma).
+fn folder_statistics(options: &crate::config::ImageFolderSection) -> Result<(Vec<f64>, Vec<f64>)> {
+    let channels = if options.grayscale { 1 } else { 3 };
+    let luma = |v: [f64; 3]| vec![0.299 * v[0] + 0.587 * v[1] + 0.114 * v[2]];
+    let (mut mean, mut std) = if options.grayscale {
+        (luma(IMAGENET_MEAN), luma(IMAGENET_STD))
+    } else {
+        (IMAGENET_MEAN.to_vec(), IMAGENET_STD.to_vec())
+    };
+    if !options.mean.is_empty() || !options.std.is_empty() {
+        if options.mean.len() != channels || options.std.len() != channels {
+            bail!(
+                "config fields `data.image_folder.mean` and `.std` need {channels} values each (one per channel), got {} and {}",
+                options.mean.len(),
+                options.std.len()
+            );
+        }
+        if options.std.iter().any(|&s| !(s > 0.0 && s.is_finite())) {
+            bail!(
+                "config field `data.image_folder.std` must be positive, got {:?}",
+                options.std
+            );
+        }
+        mean = options.mean.clone();
+        std = options.std.clone();
+    }
+    Ok((mean, std))
 }
 
 /// Finds the dataset folder: the configured path, `$NAS_DATA_DIR/<name>`, `./data/<name>`, and
@@ -202,8 +354,9 @@ fn be_u32(bytes: &[u8], at: usize) -> u32 {
     u32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
 }
 
-/// Reads `{prefix}-images-idx3-ubyte.gz` and `{prefix}-labels-idx1-ubyte.gz`.
-fn read_idx_pair(dir: &Path, prefix: &str) -> Result<Split> {
+/// Reads `{prefix}-images-idx3-ubyte.gz` and `{prefix}-labels-idx1-ubyte.gz`; a label outside
+/// `0..classes` is refused with its file, position and value.
+fn read_idx_pair(dir: &Path, prefix: &str, classes: u8) -> Result<RawSplit> {
     let images_path = dir.join(format!("{prefix}-images-idx3-ubyte.gz"));
     let labels_path = dir.join(format!("{prefix}-labels-idx1-ubyte.gz"));
     let images = read_gz(&images_path)?;
@@ -219,24 +372,47 @@ fn read_idx_pair(dir: &Path, prefix: &str) -> Result<Split> {
         be_u32(&images, 8) as usize,
         be_u32(&images, 12) as usize,
     );
-    if images.len() != 16 + n * h * w || labels.len() != 8 + n || be_u32(&labels, 4) as usize != n {
+    let expected = n
+        .checked_mul(h)
+        .and_then(|v| v.checked_mul(w))
+        .and_then(|v| v.checked_add(16));
+    if expected != Some(images.len()) || labels.len() != 8 + n || be_u32(&labels, 4) as usize != n {
         bail!(
             "{} and {} disagree on their sizes (truncated download?)",
             images_path.display(),
             labels_path.display()
         );
     }
-    let pixels = Tensor::from_slice(&images[16..]).view([n as i64, 1, h as i64, w as i64]);
-    let labels = Tensor::from_slice(&labels[8..]).to_kind(Kind::Int64);
-    Ok(Split {
-        images: pixels.to_kind(Kind::Float) / 255.0,
-        labels,
+    if h != w || h == 0 {
+        bail!(
+            "{} holds {h}x{w} images; square images are expected",
+            images_path.display()
+        );
+    }
+    let label_bytes = &labels[8..];
+    if let Some(at) = label_bytes.iter().position(|&l| l >= classes) {
+        bail!(
+            "{}: label {} of example {at} is out of range (the dataset has {classes} classes, 0..={}); the file is corrupt, fetch it again (scripts/setup.sh)",
+            labels_path.display(),
+            label_bytes[at],
+            classes - 1
+        );
+    }
+    Ok(RawSplit {
+        images: MemoryImages {
+            size: h as u32,
+            channels: 1,
+            pixels: images[16..].to_vec(),
+            labels: label_bytes.iter().map(|&l| l as i64).collect(),
+        },
     })
 }
 
-/// Reads CIFAR-10 binary batches: records of 1 label byte + 3072 pixel bytes (CHW, 32x32).
-fn read_cifar_batches(files: &[PathBuf]) -> Result<Split> {
+/// Reads CIFAR-10 binary batches: records of 1 label byte + 3072 pixel bytes (CHW, 32x32),
+/// kept as HWC bytes.
+fn read_cifar_batches(files: &[PathBuf]) -> Result<RawSplit> {
     const RECORD: usize = 1 + 3 * 32 * 32;
+    const PLANE: usize = 32 * 32;
     let mut labels = Vec::new();
     let mut pixels = Vec::new();
     for file in files {
@@ -248,40 +424,49 @@ fn read_cifar_batches(files: &[PathBuf]) -> Result<Split> {
                 bytes.len()
             );
         }
-        for record in bytes.chunks_exact(RECORD) {
+        for (at, record) in bytes.chunks_exact(RECORD).enumerate() {
             if record[0] > 9 {
                 bail!(
-                    "{} has label {} (CIFAR-10 has 10 classes)",
+                    "{}: label {} of record {at} is out of range (CIFAR-10 has 10 classes, 0..=9)",
                     file.display(),
                     record[0]
                 );
             }
             labels.push(record[0] as i64);
-            pixels.extend_from_slice(&record[1..]);
+            let chw = &record[1..];
+            pixels.extend((0..PLANE).flat_map(|i| [chw[i], chw[PLANE + i], chw[2 * PLANE + i]]));
         }
     }
-    let n = labels.len() as i64;
-    Ok(Split {
-        images: Tensor::from_slice(&pixels)
-            .view([n, 3, 32, 32])
-            .to_kind(Kind::Float)
-            / 255.0,
-        labels: Tensor::from_slice(&labels),
+    Ok(RawSplit {
+        images: MemoryImages {
+            size: 32,
+            channels: 3,
+            pixels,
+            labels,
+        },
     })
 }
 
-fn normalise(split: Split, mean: &[f64], std: &[f64]) -> Split {
-    let c = mean.len() as i64;
+/// 8-bit HWC images as normalised `[n, c, h, w]` float tensors.
+fn normalise(raw: &MemoryImages, mean: &[f64], std: &[f64]) -> Tensor {
+    let (n, s, c) = (
+        raw.labels.len() as i64,
+        raw.size as i64,
+        raw.channels as i64,
+    );
+    let images = Tensor::from_slice(&raw.pixels)
+        .view([n, s, s, c])
+        .permute([0, 3, 1, 2])
+        .contiguous()
+        .to_kind(Kind::Float)
+        / 255.0;
     let mean = Tensor::from_slice(mean)
         .to_kind(Kind::Float)
         .view([1, c, 1, 1]);
     let std = Tensor::from_slice(std)
         .to_kind(Kind::Float)
         .view([1, c, 1, 1]);
-    Split {
-        images: (split.images - mean) / std,
-        labels: split.labels,
-    }
+    (images - mean) / std
 }
 
 /// A learnable synthetic task: each class has a fixed random template; an image is its class
@@ -310,10 +495,11 @@ fn synthetic(section: &DataSection, seed: u64) -> (Split, Split) {
             let template = &templates[label as usize * per_image..(label as usize + 1) * per_image];
             pixels.extend(template.iter().map(|t| t + 1.5 * sample_normal(&mut rng)));
         }
-        Split {
-            images: Tensor::from_slice(&pixels).view([n as i64, shape[0], shape[1], shape[2]]),
-            labels: Tensor::from_slice(&labels),
-        }
+        Split::from_tensors(
+            Tensor::from_slice(&pixels).view([n as i64, shape[0], shape[1], shape[2]]),
+            Tensor::from_slice(&labels),
+            None,
+        )
     };
     let train = make(section.synthetic_train);
     let test = make(section.synthetic_test);
@@ -331,18 +517,14 @@ mod rand_distr_normal {
     }
 }
 
-/// Splits `holdout` examples off `train` with a seeded permutation.
-fn carve(train: Split, holdout: usize, seed: u64) -> Result<(Split, Split)> {
-    let n = train.len();
+/// Rows kept for training and rows held out: `holdout` rows drawn by a seeded permutation of
+/// the `n` training examples, both lists in ascending order.
+fn carve_rows(n: usize, holdout: usize, seed: u64) -> Result<(Vec<i64>, Vec<i64>)> {
     if holdout >= n {
         bail!("config field `data.holdout` ({holdout}) must be smaller than the training split ({n} images)");
     }
     if holdout == 0 {
-        let empty = Split {
-            images: train.images.narrow(0, 0, 0),
-            labels: train.labels.narrow(0, 0, 0),
-        };
-        return Ok((train, empty));
+        return Ok(((0..n as i64).collect(), Vec::new()));
     }
     let mut order: Vec<i64> = (0..n as i64).collect();
     order.shuffle(&mut nas_sdk::rng::stream(seed, 0, "holdout"));
@@ -351,18 +533,7 @@ fn carve(train: Split, holdout: usize, seed: u64) -> Result<(Split, Split)> {
     kept.sort_unstable();
     let mut held = held.to_vec();
     held.sort_unstable();
-    let (ki, kl) = train.gather(&kept);
-    let (hi, hl) = train.gather(&held);
-    Ok((
-        Split {
-            images: ki,
-            labels: kl,
-        },
-        Split {
-            images: hi,
-            labels: hl,
-        },
-    ))
+    Ok((kept, held))
 }
 
 #[cfg(test)]
@@ -382,7 +553,12 @@ mod tests {
         let b = Dataset::load(&section, 1, Device::Cpu).unwrap();
         assert_eq!(a.train.len(), 200);
         assert_eq!(a.holdout.len(), 100);
-        assert!(a.train.images.equal(&b.train.images));
+        assert!(a
+            .train
+            .slice(0, 200)
+            .unwrap()
+            .0
+            .equal(&b.train.slice(0, 200).unwrap().0));
         assert_eq!((a.channels, a.resolution, a.classes), (3, 32, 10));
     }
 
@@ -414,13 +590,15 @@ mod tests {
         let data = Dataset::load(&section, 0, Device::Cpu).unwrap();
         assert_eq!((data.train.len(), data.test.len()), (10, 3));
         assert_eq!((data.channels, data.resolution, data.classes), (3, 32, 10));
-        assert_eq!(data.train.labels.int64_value(&[2]), 2);
+        assert_eq!(data.train.labels().int64_value(&[2]), 2);
+        let (train_images, _) = data.train.slice(0, 10).unwrap();
+        let (test_images, _) = data.test.slice(0, 3).unwrap();
         // Pixel (channel 0) of train example 2 (label 2 -> 20/255), normalised.
         let expected = (20.0 / 255.0 - CIFAR_MEAN[0]) / CIFAR_STD[0];
-        let got = data.train.images.double_value(&[2, 0, 5, 7]);
+        let got = train_images.double_value(&[2, 0, 5, 7]);
         assert!((got - expected).abs() < 1e-5, "{got} vs {expected}");
         let blue = (1.0 - CIFAR_MEAN[2]) / CIFAR_STD[2];
-        assert!((data.test.images.double_value(&[1, 2, 31, 0]) - blue).abs() < 1e-5);
+        assert!((test_images.double_value(&[1, 2, 31, 0]) - blue).abs() < 1e-5);
 
         std::fs::write(dir.path().join("test_batch.bin"), b"short").unwrap();
         let err = Dataset::load(&section, 0, Device::Cpu).err().unwrap();

@@ -36,7 +36,7 @@ pub fn evaluate(
     }
     let logits = logits(space, arch, split, batch_size, policy, calibration)?;
     let n = split.len();
-    let labels = split.labels.to_device(logits.device());
+    let labels = split.labels().to_device(logits.device());
     // Summed per example, so the mean is exact whatever the batching was.
     let loss_sum = -logits
         .log_softmax(-1, Kind::Float)
@@ -72,7 +72,7 @@ pub fn logits(
         let mut start = 0;
         while start < split.len() {
             let count = batch_size.min(split.len() - start);
-            let (images, _) = split.slice(start, count);
+            let (images, _) = split.slice(start, count)?;
             parts.push(space.forward(&images, arch, None, &options)?);
             start += count;
         }

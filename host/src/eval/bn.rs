@@ -18,7 +18,12 @@ use crate::{
 pub struct Calibration<'a> {
     train: &'a Split,
     batches: BatchSource,
+    /// Streamed batches decoded once: every subnet calibrates on the same K batches.
+    cache: Vec<(Tensor, Tensor)>,
 }
+
+/// Decoded calibration batches kept for a streamed training split.
+const CACHE_BYTES: usize = 1 << 30;
 
 impl<'a> Calibration<'a> {
     /// The calibration batches of the run configured by `config`, drawn from `train`.
@@ -30,12 +35,25 @@ impl<'a> Calibration<'a> {
                 config.train.batch_size,
                 config.run.seed ^ 0x5eed_ca1b,
             )?,
+            cache: Vec::new(),
         })
     }
 
     /// Calibration batch `k` (images, labels).
-    pub fn batch(&mut self, k: u64) -> (Tensor, Tensor) {
-        self.batches.batch(self.train, k)
+    pub fn batch(&mut self, k: u64) -> Result<(Tensor, Tensor)> {
+        if !self.train.is_streamed() {
+            return self.batches.batch(self.train, k);
+        }
+        if let Some((images, labels)) = self.cache.get(k as usize) {
+            return Ok((images.shallow_clone(), labels.shallow_clone()));
+        }
+        let batch = self.batches.batch(self.train, k)?;
+        let cached_bytes: usize = self.cache.iter().map(|(i, _)| i.numel() * 4).sum();
+        if k as usize == self.cache.len() && cached_bytes + batch.0.numel() * 4 <= CACHE_BYTES {
+            self.cache
+                .push((batch.0.shallow_clone(), batch.1.shallow_clone()));
+        }
+        Ok(batch)
     }
 }
 
@@ -102,7 +120,7 @@ pub fn prepare_bn(
             reset_running_stats(space)?;
             tch::no_grad(|| -> Result<()> {
                 for k in 0..batches {
-                    let (images, _) = calibration.batch(k as u64);
+                    let (images, _) = calibration.batch(k as u64)?;
                     let calibrate = ForwardOptions {
                         train: false,
                         bn: BnMode::TrainUpdate,

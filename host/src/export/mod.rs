@@ -143,7 +143,7 @@ pub fn export(options: &ExportOptions, plugin_path: &[PathBuf]) -> Result<PathBu
     if count < 1 {
         bail!("the run's held-out and test splits are empty: nothing to check the module with");
     }
-    let (check_input, _) = check_split.slice(0, count as usize);
+    let (check_input, _) = check_split.slice(0, count as usize)?;
     let supernet_logits = tch::no_grad(|| space.forward(&check_input, &arch, None, &eval_options))?
         .to_device(Device::Cpu);
     let check_input = check_input.to_device(Device::Cpu);
@@ -167,11 +167,7 @@ pub fn export(options: &ExportOptions, plugin_path: &[PathBuf]) -> Result<PathBu
             (trace(&subnet, &subnet_arch, &check_input)?, "subnet")
         }
         None => (
-            trace(
-                &space,
-                &arch,
-                &check_input.to_device(data.train.images.device()),
-            )?,
+            trace(&space, &arch, &check_input.to_device(data.train.device()))?,
             "supernet",
         ),
     };

@@ -55,6 +55,13 @@ pub struct StepRecord {
     /// What the sampler asked to log with this step (its `report`), if anything.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sampler: Option<serde_json::Value>,
+    /// Training images of this step's batches that could not be read and were left out.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub skipped_images: u64,
+}
+
+fn is_zero(count: &u64) -> bool {
+    *count == 0
 }
 
 /// One held-out probe of a step.

@@ -17,6 +17,10 @@ use crate::{
     run::TrainedRun,
 };
 
+/// Held-out images a search decodes once and keeps in memory (streamed folders); beyond this
+/// they are decoded again for every candidate.
+const SEARCH_CACHE_BYTES: usize = 4 << 30;
+
 /// How candidates are proposed.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Algorithm {
@@ -168,11 +172,15 @@ pub fn run_search(run: &TrainedRun, request: &SearchRequest) -> Result<SearchOut
     } else {
         request.holdout_examples.min(data.holdout.len())
     };
-    let (images, labels) = data.holdout.slice(0, holdout_examples);
+    // Searching evaluates hundreds of subnets on the same images: decode streamed ones once.
+    let holdout = data
+        .holdout
+        .head(holdout_examples)
+        .materialized(SEARCH_CACHE_BYTES)?;
     let trained = BnSnapshot::take(space)?;
     let mut objective = SupernetObjective {
         space,
-        holdout: Split { images, labels },
+        holdout,
         policy: request.bn,
         batch_size: config.eval.batch_size,
         calibration: Calibration::for_run(config, &data.train)?,

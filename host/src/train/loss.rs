@@ -3,7 +3,8 @@
 use nas_sdk::LossKind;
 use tch::{Kind, Reduction, Tensor};
 
-/// The loss of a path with `logits` against `labels`, or against the first path's predictions
+/// The loss of a path with `logits` against `labels` (class indices `[n]`, or soft targets
+/// `[n, classes]` from Mixup / CutMix, which libtorch's cross-entropy takes as they are), or against the first path's predictions
 /// `teacher` for distillation. The teacher's logits are detached here, so the distillation loss
 /// never sends gradient into the teacher path.
 pub fn path_loss(
@@ -90,6 +91,26 @@ mod tests {
         let nll = -logp.double_value(&[0, 1]);
         let uniform = -logp.mean(Kind::Float).double_value(&[]);
         let expected = 0.9 * nll + 0.1 * uniform;
+        assert!((loss.double_value(&[]) - expected).abs() < 1e-6);
+    }
+
+    #[test]
+    fn soft_targets_are_the_cross_entropy_of_the_mixed_distribution() {
+        let logits = Tensor::from_slice(&[1.0f32, 2.0, 0.5, 0.0, -1.0, 3.0]).view([2, 3]);
+        let targets = Tensor::from_slice(&[0.7f32, 0.3, 0.0, 0.1, 0.1, 0.8]).view([2, 3]);
+        let loss = path_loss(
+            LossKind::Labels {
+                label_smoothing: 0.0,
+            },
+            &logits,
+            &targets,
+            None,
+        )
+        .unwrap();
+        let expected = -(targets * logits.log_softmax(-1, Kind::Float))
+            .sum(Kind::Float)
+            .double_value(&[])
+            / 2.0;
         assert!((loss.double_value(&[]) - expected).abs() < 1e-6);
     }
 }

@@ -87,6 +87,7 @@ impl Trainer {
         let log_every = (self.total_steps / 20).max(1);
         let mut interrupted = false;
         let (mut step_seconds, mut sync_seconds) = (0.0, 0.0);
+        let (mut data_seconds, mut host_seconds, mut skipped_images) = (0.0, 0.0, 0u64);
         while self.step < self.total_steps {
             if let Some(limit) = stop.after_steps {
                 if self.step - start_step >= limit {
@@ -130,6 +131,9 @@ impl Trainer {
             }
             step_seconds += timings.total;
             sync_seconds += timings.sync;
+            data_seconds += timings.data;
+            host_seconds += timings.host;
+            skipped_images += record.skipped_images;
             last_loss = record.loss;
             recent_images += record.images_per_s;
             bar.set_position(self.step);
@@ -171,11 +175,10 @@ impl Trainer {
                 0.0
             },
             world_size: self.world_size(),
-            sync_share: if step_seconds > 0.0 {
-                sync_seconds / step_seconds
-            } else {
-                0.0
-            },
+            sync_share: share(sync_seconds, step_seconds),
+            data_share: share(data_seconds, step_seconds),
+            host_share: share(host_seconds, step_seconds),
+            skipped_images,
         };
         let Some(mut metrics) = metrics else {
             if let Some(mut rank_metrics) = rank_metrics {
@@ -245,4 +248,18 @@ pub struct TrainSummary {
     pub world_size: usize,
     /// Share of step time spent exchanging with the other ranks (0 when alone).
     pub sync_share: f64,
+    /// Share of step time spent waiting for training batches.
+    pub data_share: f64,
+    /// Share of step time spent in host code (planning, bookkeeping, metrics).
+    pub host_share: f64,
+    /// Training images left out because they could not be read.
+    pub skipped_images: u64,
+}
+
+fn share(part: f64, whole: f64) -> f64 {
+    if whole > 0.0 {
+        part / whole
+    } else {
+        0.0
+    }
 }

@@ -85,7 +85,7 @@ impl Trainer {
         let mut laps = Laps::start();
         let (info, plan, lr) = self.plan()?;
         laps.lap(|t| &mut t.host);
-        let batches = self.draw_batches(&plan);
+        let (batches, skipped_images) = self.draw_batches(&plan)?;
         laps.lap(|t| &mut t.data);
         self.zero_grad();
         laps.lap(|t| &mut t.optimizer);
@@ -107,7 +107,8 @@ impl Trainer {
         }
         let probes = self.run_probes(&plan, previous.as_deref())?;
         laps.lap(|t| &mut t.compute);
-        let record = self.feedback(&info, &plan, lr, paths, probes, grad_norm, started)?;
+        let mut record = self.feedback(&info, &plan, lr, paths, probes, grad_norm, started)?;
+        record.skipped_images = skipped_images;
         self.step += 1;
         laps.lap(|t| &mut t.host);
         laps.timings.total = started.elapsed().as_secs_f64();
@@ -170,16 +171,29 @@ impl Trainer {
     }
 
     /// Batches: the `max(batch) + 1` batches the plan's paths read, in the seeded order.
-    fn draw_batches(&mut self, plan: &StepPlan) -> Vec<(Tensor, Tensor)> {
+    /// Unreadable images are left out of their batch (`data.on_bad_image = "skip"`), warned
+    /// about and counted in the step's record.
+    fn draw_batches(&mut self, plan: &StepPlan) -> Result<(Vec<(Tensor, Tensor)>, u64)> {
         let batch_count = plan.paths.iter().map(|p| p.batch).max().unwrap_or(0) as u64 + 1;
-        let batches = (0..batch_count)
-            .map(|b| {
-                self.batches
-                    .batch(&self.data.train, self.batches_consumed + b)
-            })
-            .collect();
+        let mut batches = Vec::with_capacity(batch_count as usize);
+        let mut skipped = 0;
+        for b in 0..batch_count {
+            let index = self.batches_consumed + b;
+            let batch = self
+                .loader
+                .batch(&self.data.train, index)
+                .with_context(|| format!("training batch {index} (step {})", self.step))?;
+            for reason in &batch.skipped {
+                eprintln!(
+                    "warning: step {}: skipped a training image: {reason}",
+                    self.step
+                );
+            }
+            skipped += batch.skipped.len() as u64;
+            batches.push((batch.images, batch.targets));
+        }
         self.batches_consumed += batch_count;
-        batches
+        Ok((batches, skipped))
     }
 
     fn zero_grad(&mut self) {
@@ -396,7 +410,7 @@ impl Trainer {
             self.config.run.seed ^ 0x5eed_90be,
             self.step,
         );
-        let (images, labels) = self.data.holdout.gather(&order[..count]);
+        let (images, labels) = self.data.holdout.gather(&order[..count])?;
         plan.probes
             .iter()
             .map(|&target| {
@@ -469,6 +483,7 @@ impl Trainer {
                 })
                 .collect(),
             sampler: report,
+            skipped_images: 0,
         })
     }
 }

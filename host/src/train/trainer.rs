@@ -16,7 +16,7 @@ use super::{
 };
 use crate::{
     config::RunConfig,
-    data::{BatchSource, DataInfo, Dataset},
+    data::{BatchSource, DataInfo, Dataset, TrainLoader},
     plugins::{Origin, Sampler, Services, SharedCatalog, Space},
     run::checkpoint::{self, CheckpointState, CheckpointTensors},
 };
@@ -34,7 +34,7 @@ pub struct Trainer {
     pub(super) buffers: Vec<(String, Tensor)>,
     pub(super) optimizer: Optimizer,
     pub(super) schedule: LrSchedule,
-    pub(super) batches: BatchSource,
+    pub(super) loader: TrainLoader,
     pub(super) total_steps: u64,
     pub(super) steps_per_epoch: u64,
     pub(super) step: u64,
@@ -115,6 +115,13 @@ impl Trainer {
             world_size,
         )?;
         let steps_per_epoch = batches.per_epoch();
+        let loader = TrainLoader::new(
+            &data.train,
+            batches,
+            &data.info.augment,
+            data.pipeline_settings(&config.data, config.run.seed),
+            device,
+        )?;
         let total_steps = config.train.total_steps(steps_per_epoch);
         let schedule = LrSchedule::new(&config.optim, total_steps);
         let optimizer = Optimizer::new(
@@ -158,7 +165,7 @@ impl Trainer {
             buffers,
             optimizer,
             schedule,
-            batches,
+            loader,
             total_steps,
             steps_per_epoch,
             step: 0,
