@@ -49,6 +49,8 @@ pub struct SubnetEvalArgs {
 }
 
 /// The subcommands.
+// Parsed once per process: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 pub enum Command {
     /// Train a supernet.
@@ -189,13 +191,28 @@ pub struct SearchArgs {
     /// Maximum parameters of a candidate.
     #[arg(long)]
     pub max_params: Option<f64>,
-    /// Several maximum budgets (comma-separated, in `--metric` units): one search each, sharing
-    /// evaluations, and the Pareto front over all candidates.
+    /// Several maximum budgets (comma-separated, in `--metric` units; ms for latency): one
+    /// search each, sharing evaluations, and the Pareto front over all candidates.
     #[arg(long, value_delimiter = ',')]
     pub budgets: Vec<f64>,
-    /// Metric of `--budgets` and of the Pareto plot: macs or params.
+    /// Metric of `--budgets` and of the Pareto plot: macs, params or latency (needs
+    /// --latency-table).
     #[arg(long, default_value = "macs")]
     pub metric: String,
+    /// Latency table written by `nas profile` for this run's space and config: prices every
+    /// candidate (a candidate over a latency bound is never evaluated).
+    #[arg(long, value_name = "FILE")]
+    pub latency_table: Option<PathBuf>,
+    /// Maximum latency of a candidate by the latency table, in ms.
+    #[arg(long, value_name = "MS", requires = "latency_table")]
+    pub max_latency_ms: Option<f64>,
+    /// Minimum latency of a candidate by the latency table, in ms.
+    #[arg(long, value_name = "MS", requires = "latency_table")]
+    pub min_latency_ms: Option<f64>,
+    /// The device the search is for (cpu, cuda, cuda:N): refused if the latency table was
+    /// measured on another kind of device (default: the table's).
+    #[arg(long, value_name = "DEVICE", requires = "latency_table")]
+    pub latency_device: Option<String>,
     /// Evolution: population size.
     #[arg(long, default_value_t = 50)]
     pub population: usize,
@@ -266,6 +283,11 @@ pub struct ExportArgs {
     /// Calibration batches for `recalibrate` (default: the run's [eval] calib_batches).
     #[arg(long, value_name = "K")]
     pub calib_batches: Option<usize>,
+    /// Latency table written by `nas profile` for this run's space on this machine: arch.json
+    /// records the table's latency of the subnet and the exported module's measured latency
+    /// (timed as the table was: same device, threads, batch and protocol).
+    #[arg(long, value_name = "FILE")]
+    pub latency_table: Option<PathBuf>,
 }
 
 /// `nas retrain`.

@@ -87,7 +87,8 @@ pub fn demo(args: &DemoArgs, plugin_path: &[PathBuf]) -> Result<()> {
             ..Constraints::default()
         },
         budgets: Vec::new(),
-        metric: nas_sdk::Metric::Macs,
+        metric: nas_sdk::Metric::Macs.into(),
+        latency: None,
         bn: BnPolicy::Recalibrate { batches: 10 },
         holdout_examples: 2000,
         seed: config.run.seed,
@@ -115,6 +116,7 @@ pub fn demo(args: &DemoArgs, plugin_path: &[PathBuf]) -> Result<()> {
             out: None,
             bn: Some("recalibrate"),
             calib_batches: Some(10),
+            latency_table: None,
         },
         plugin_path,
     )?;

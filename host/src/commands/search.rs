@@ -9,10 +9,12 @@ use nas_sdk::Metric;
 use crate::{
     cli::SearchArgs,
     eval::BnPolicy,
+    profile::LatencyTable,
     run::TrainedRun,
     search::{
-        generated, parse_metric, parse_target, run_search, Algorithm, Constraints, EvolutionConfig,
-        GeneratedOutcome, GeneratedRequest, SearchOutcome, SearchRequest,
+        generated, parse_search_metric, parse_target, run_search, Algorithm, Constraints,
+        EvolutionConfig, GeneratedOutcome, GeneratedRequest, LatencyRequest, SearchMetric,
+        SearchOutcome, SearchRequest,
     },
 };
 
@@ -39,7 +41,7 @@ pub fn search(args: &SearchArgs, plugin_path: &[PathBuf]) -> Result<()> {
     }
     let request = search_request(args, bn)?;
     let outcome = run_search(&TrainedRun::open(&args.run, plugin_path)?, &request)?;
-    print_best(&outcome, &args.bn, args.calib_batches);
+    print_best(&outcome, request.metric, &args.bn, args.calib_batches);
     Ok(())
 }
 
@@ -67,9 +69,19 @@ fn search_request(args: &SearchArgs, bn: BnPolicy) -> Result<SearchRequest> {
             max_macs: whole(args.max_macs),
             min_params: whole(args.min_params),
             max_params: whole(args.max_params),
+            min_latency_ms: args.min_latency_ms,
+            max_latency_ms: args.max_latency_ms,
         },
-        budgets: args.budgets.iter().map(|b| b.round() as u64).collect(),
-        metric: parse_metric(&args.metric)?,
+        budgets: args.budgets.clone(),
+        metric: parse_search_metric(&args.metric)?,
+        latency: match &args.latency_table {
+            Some(path) => Some(LatencyRequest {
+                path: path.clone(),
+                table: LatencyTable::load(path)?,
+                device: args.latency_device.clone(),
+            }),
+            None => None,
+        },
         bn,
         holdout_examples: args.holdout_examples,
         seed: args.seed,
@@ -78,7 +90,7 @@ fn search_request(args: &SearchArgs, bn: BnPolicy) -> Result<SearchRequest> {
 }
 
 /// Prints the best arch per budget.
-fn print_best(outcome: &SearchOutcome, bn: &str, calib_batches: usize) {
+fn print_best(outcome: &SearchOutcome, metric: SearchMetric, bn: &str, calib_batches: usize) {
     println!(
         "{} candidates evaluated on the held-out split (BN: {bn}{})",
         outcome.evaluated,
@@ -88,16 +100,33 @@ fn print_best(outcome: &SearchOutcome, bn: &str, calib_batches: usize) {
             String::new()
         }
     );
+    let timed = outcome.best.iter().any(|(_, c, _)| c.latency_ms.is_some());
     println!(
-        "{:>12}  {:>10}  {:>9}  {:>8}  arch",
-        "budget", "MMACs", "Mparams", "holdout%"
+        "{:>12}  {:>10}  {:>9}{}  {:>8}  arch",
+        "budget",
+        "MMACs",
+        "Mparams",
+        if timed {
+            format!("  {:>10}", "ms (table)")
+        } else {
+            String::new()
+        },
+        "holdout%"
     );
     for (budget, c, text) in &outcome.best {
+        let budget = match (budget, metric) {
+            (Some(b), SearchMetric::Latency) => format!("{b} ms"),
+            (Some(b), _) => format!("{}", b.round() as u64),
+            (None, _) => "-".into(),
+        };
         println!(
-            "{:>12}  {:>10.3}  {:>9.4}  {:>8.2}  {}",
-            budget.map(|b| b.to_string()).unwrap_or_else(|| "-".into()),
+            "{:>12}  {:>10.3}  {:>9.4}{}  {:>8.2}  {}",
+            budget,
             c.complexity.macs as f64 / 1e6,
             c.complexity.params as f64 / 1e6,
+            c.latency_ms
+                .map(|ms| format!("  {ms:>10.3}"))
+                .unwrap_or_default(),
             c.score,
             text
         );

@@ -30,6 +30,7 @@ use tch::{Device, Kind, Tensor};
 use crate::{
     eval::{prepare_bn, BnPolicy, Calibration},
     plugins::{Origin, Space},
+    profile::{self, LatencyTable, Protocol},
     run::{arch_slug, io, TrainedRun},
 };
 
@@ -54,7 +55,24 @@ struct ExportManifest<'a> {
     bn: BnPolicy,
     input: InputSpec,
     torchscript: TorchScriptInfo,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    latency: Option<LatencyInfo>,
     tensors: Vec<(String, Vec<i64>)>,
+}
+
+/// The subnet's latency: the table's prediction and the exported module, timed as the table was.
+#[derive(Serialize)]
+struct LatencyInfo {
+    table: PathBuf,
+    predicted_ms: f64,
+    measured_ms: f64,
+    measured_min_ms: f64,
+    relative_error: f64,
+    device: String,
+    device_model: String,
+    threads: usize,
+    batch: i64,
+    protocol: Protocol,
 }
 
 /// The module's input.
@@ -87,6 +105,9 @@ pub struct ExportOptions<'a> {
     pub bn: Option<&'a str>,
     /// Calibration batches (default: the run's).
     pub calib_batches: Option<usize>,
+    /// A latency table of the run's space measured on this machine: the manifest then records
+    /// the table's and the module's measured latency.
+    pub latency_table: Option<&'a Path>,
 }
 
 fn parse_arch(space: &Space, text: &str) -> Result<Arch> {
@@ -114,6 +135,25 @@ pub fn export(options: &ExportOptions, plugin_path: &[PathBuf]) -> Result<PathBu
         ..
     } = TrainedRun::open(options.run_dir, plugin_path)?;
     let arch = parse_arch(&space, options.arch)?;
+    // Refuse a table for another space or machine before any work.
+    let latency_table = match options.latency_table {
+        Some(path) => {
+            let table = LatencyTable::load(path)?;
+            let config: serde_json::Value =
+                serde_json::from_str(space.config_json()).unwrap_or_default();
+            table.check_space(path, &space.origin().name, &config, space.decisions())?;
+            let device = crate::device::select(&table.device).with_context(|| {
+                format!(
+                    "latency table {} was measured on `{}`, which this machine lacks",
+                    path.display(),
+                    table.device
+                )
+            })?;
+            table.check_device(path, &table.device, &profile::device_model(device))?;
+            Some((path, table, device))
+        }
+        None => None,
+    };
     let policy = match options.bn {
         Some("batch-stats") => bail!(
             "--bn batch-stats cannot be exported: a module has fixed BN statistics; use recalibrate or running"
@@ -193,6 +233,35 @@ pub fn export(options: &ExportOptions, plugin_path: &[PathBuf]) -> Result<PathBu
         );
     }
 
+    let latency = match latency_table {
+        Some((path, table, device)) => {
+            crate::device::set_threads(table.threads);
+            let on_device =
+                tch::CModule::load_on_device(&module_path, device).with_context(|| {
+                    format!("loading {} on {}", module_path.display(), table.device)
+                })?;
+            let timing = profile::time_module(
+                on_device,
+                device,
+                &table.input_shape,
+                &table.measurement.protocol,
+            )?;
+            let predicted = table.predict_ms(&arch);
+            Some(LatencyInfo {
+                table: path.to_path_buf(),
+                predicted_ms: predicted,
+                measured_ms: timing.median,
+                measured_min_ms: timing.min,
+                relative_error: (predicted - timing.median) / timing.median,
+                device: table.device.clone(),
+                device_model: table.device_model.clone(),
+                threads: table.threads,
+                batch: table.batch,
+                protocol: table.measurement.protocol,
+            })
+        }
+        None => None,
+    };
     io::write_safetensors_atomic(&dir.join("weights.safetensors"), &tensors)?;
     io::write_safetensors_atomic(
         &dir.join("check.safetensors"),
@@ -224,6 +293,7 @@ pub fn export(options: &ExportOptions, plugin_path: &[PathBuf]) -> Result<PathBu
                 check_batch: count,
                 max_abs_diff_vs_supernet: diff,
             },
+            latency,
             tensors: tensors.iter().map(|(n, t)| (n.clone(), t.size())).collect(),
         },
     )?;

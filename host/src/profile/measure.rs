@@ -158,12 +158,59 @@ impl<'a> ModuleStopwatch<'a> {
             modules: Vec::new(),
         }
     }
+}
 
-    fn synchronize(&self) {
-        if let Device::Cuda(index) = self.device {
-            tch::Cuda::synchronize(index as i64);
+fn synchronize(device: Device) {
+    if let Device::Cuda(index) = device {
+        tch::Cuda::synchronize(index as i64);
+    }
+}
+
+/// One timed run of `module` on `input`, in ms (synchronised before and after on CUDA).
+fn time_run(module: &tch::CModule, input: &Tensor, device: Device) -> Result<f64> {
+    synchronize(device);
+    let start = Instant::now();
+    let output = tch::no_grad(|| module.forward_ts(&[input]))?;
+    synchronize(device);
+    let elapsed = start.elapsed();
+    drop(output);
+    Ok(elapsed.as_secs_f64() * 1e3)
+}
+
+/// Times one TorchScript module (e.g. an exported `subnet.pt`) on a batch of `input_shape`
+/// random images on `device`, as [`measure`] times a profiled subnet under `protocol`.
+pub fn time_module(
+    module: tch::CModule,
+    device: Device,
+    input_shape: &[i64],
+    protocol: &Protocol,
+) -> Result<Timing> {
+    struct One {
+        module: tch::CModule,
+        input: Tensor,
+        device: Device,
+    }
+    impl Stopwatch for One {
+        fn prepare(&mut self, _arch: &Arch) -> Result<()> {
+            Ok(())
+        }
+        fn time_once(&mut self, _index: usize) -> Result<f64> {
+            time_run(&self.module, &self.input, self.device)
         }
     }
+    let mut one = One {
+        module,
+        input: Tensor::randn(input_shape, (Kind::Float, device)),
+        device,
+    };
+    let timing = measure(
+        &mut one,
+        &[Arch::new(Vec::new())],
+        protocol,
+        0,
+        &mut |_, _| {},
+    )?;
+    Ok(timing[0])
 }
 
 impl Stopwatch for ModuleStopwatch<'_> {
@@ -183,15 +230,8 @@ impl Stopwatch for ModuleStopwatch<'_> {
     }
 
     fn time_once(&mut self, index: usize) -> Result<f64> {
-        let module = &self.modules[index];
-        self.synchronize();
-        let start = Instant::now();
-        let output = tch::no_grad(|| module.forward_ts(&[&self.input]))
-            .with_context(|| format!("running the traced module of subnet #{index}"))?;
-        self.synchronize();
-        let elapsed = start.elapsed();
-        drop(output);
-        Ok(elapsed.as_secs_f64() * 1e3)
+        time_run(&self.modules[index], &self.input, self.device)
+            .with_context(|| format!("running the traced module of subnet #{index}"))
     }
 }
 
@@ -272,7 +312,7 @@ mod tests {
         }
         fn time_once(&mut self, index: usize) -> Result<f64> {
             self.runs += 1;
-            let spike = if self.runs % self.spike_every == 0 {
+            let spike = if self.runs.is_multiple_of(self.spike_every) {
                 10.0
             } else {
                 1.0

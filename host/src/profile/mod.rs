@@ -19,7 +19,9 @@ use nas_sdk::{Arch, ComponentKind};
 use tch::Device;
 
 pub use fit::{balanced_archs, fit_additive, held_out_archs, AdditiveModel, ErrorSummary};
-pub use measure::{device_model, measure, ModuleStopwatch, Protocol, Stopwatch, Timing};
+pub use measure::{
+    device_model, measure, time_module, ModuleStopwatch, Protocol, Stopwatch, Timing,
+};
 pub use table::{config_digest, LatencyTable, Validation, MAX_MEAN_ERROR, MIN_TAU};
 
 use crate::{
@@ -305,7 +307,11 @@ mod tests {
         fn time_once(&mut self, index: usize) -> Result<f64> {
             self.runs += 1;
             // Every third run is 40% slow: a busy machine.
-            let factor = if self.runs % 3 == 0 { 1.4 } else { 1.0 };
+            let factor = if self.runs.is_multiple_of(3) {
+                1.4
+            } else {
+                1.0
+            };
             Ok(self.prepared[index] * factor)
         }
     }

@@ -284,9 +284,9 @@ impl LatencyTable {
         Ok(())
     }
 
-    /// Refuses the table (read from `path`) on a device other than the one it was measured on:
-    /// `device` (`cpu`, `cuda:N`) and its model (see [`super::device_model`]) must match.
-    pub fn check_device(&self, path: &Path, device: &str, model: &str) -> Result<()> {
+    /// Refuses the table (read from `path`) for another kind of device than it was measured on
+    /// (`cpu` vs `cuda`), e.g. a search for `--latency-device cuda` with a CPU table.
+    pub fn check_device_kind(&self, path: &Path, device: &str) -> Result<()> {
         let kind = |d: &str| d.split(':').next().unwrap_or(d).to_string();
         if kind(&self.device) != kind(device) {
             bail!(
@@ -296,6 +296,14 @@ impl LatencyTable {
                 self.device_model
             );
         }
+        Ok(())
+    }
+
+    /// Refuses the table (read from `path`) on a device other than the one it was measured on:
+    /// `device` (`cpu`, `cuda:N`) and its model (see [`super::device_model`]) must match.
+    pub fn check_device(&self, path: &Path, device: &str, model: &str) -> Result<()> {
+        self.check_device_kind(path, device)?;
+        let kind = |d: &str| d.split(':').next().unwrap_or(d).to_string();
         if self.device_model != model {
             bail!(
                 "latency table {} was measured on another {} (`{}`); this one is `{model}`; measure one on this machine with `nas profile`",

@@ -1,5 +1,6 @@
 //! Architecture search over a trained supernet: SPOS's evolutionary search and random search,
-//! under complexity constraints, with memoized evaluations and a Pareto front over budgets.
+//! under complexity and latency constraints, with memoized evaluations and a Pareto front over
+//! budgets.
 
 use std::collections::HashMap;
 
@@ -8,7 +9,7 @@ use nas_sdk::{rng, Arch, Complexity, Decision, Metric};
 use rand::{seq::SliceRandom, Rng};
 use serde::Serialize;
 
-/// Bounds on a candidate's complexity (inclusive).
+/// Bounds on a candidate's complexity and latency (inclusive).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
 pub struct Constraints {
     /// Minimum MACs.
@@ -19,33 +20,104 @@ pub struct Constraints {
     pub min_params: Option<u64>,
     /// Maximum parameters.
     pub max_params: Option<u64>,
+    /// Minimum latency by the search's latency table, in ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_latency_ms: Option<f64>,
+    /// Maximum latency by the search's latency table, in ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_latency_ms: Option<f64>,
+}
+
+/// What a candidate costs: its exact complexity, and its latency by a latency table when the
+/// search has one.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Cost {
+    /// Exact complexity.
+    pub complexity: Complexity,
+    /// Latency by the table, in ms (`None` without a table).
+    pub latency_ms: Option<f64>,
 }
 
 impl Constraints {
-    /// Whether `c` satisfies every bound.
-    pub fn admits(&self, c: &Complexity) -> bool {
+    /// Whether `cost` satisfies every bound. A latency bound never admits a cost without a
+    /// latency.
+    pub fn admits(&self, cost: &Cost) -> bool {
+        let c = &cost.complexity;
+        let latency = |bound: Option<f64>, within: fn(f64, f64) -> bool| {
+            bound.is_none_or(|b| cost.latency_ms.is_some_and(|l| within(l, b)))
+        };
         self.min_macs.is_none_or(|m| c.macs >= m)
             && self.max_macs.is_none_or(|m| c.macs <= m)
             && self.min_params.is_none_or(|m| c.params >= m)
             && self.max_params.is_none_or(|m| c.params <= m)
+            && latency(self.min_latency_ms, |l, b| l >= b)
+            && latency(self.max_latency_ms, |l, b| l <= b)
     }
 
-    /// The same constraints with the `metric` maximum tightened to `budget`.
-    pub fn with_budget(&self, metric: Metric, budget: u64) -> Self {
+    /// Whether any bound is on latency.
+    pub fn bounds_latency(&self) -> bool {
+        self.min_latency_ms.is_some() || self.max_latency_ms.is_some()
+    }
+
+    /// The same constraints with the `metric` maximum tightened to `budget` (MACs and
+    /// parameters are rounded to whole numbers).
+    pub fn with_budget(&self, metric: SearchMetric, budget: f64) -> Self {
         let mut c = *self;
+        let whole = budget.round() as u64;
         match metric {
-            Metric::Macs => c.max_macs = Some(c.max_macs.map_or(budget, |m| m.min(budget))),
-            Metric::Params => c.max_params = Some(c.max_params.map_or(budget, |m| m.min(budget))),
+            SearchMetric::Macs => c.max_macs = Some(c.max_macs.map_or(whole, |m| m.min(whole))),
+            SearchMetric::Params => {
+                c.max_params = Some(c.max_params.map_or(whole, |m| m.min(whole)))
+            }
+            SearchMetric::Latency => {
+                c.max_latency_ms = Some(c.max_latency_ms.map_or(budget, |m| m.min(budget)))
+            }
         }
         c
     }
 }
 
-/// What is being searched: complexity is cheap and exact, the score (higher is better) is the
-/// expensive evaluation.
+/// What budgets and the Pareto front are in: a complexity metric, or latency by a table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SearchMetric {
+    /// Exact MACs.
+    Macs,
+    /// Exact parameters.
+    Params,
+    /// Latency by the search's latency table, in ms.
+    Latency,
+}
+
+impl From<Metric> for SearchMetric {
+    fn from(metric: Metric) -> Self {
+        match metric {
+            Metric::Macs => SearchMetric::Macs,
+            Metric::Params => SearchMetric::Params,
+        }
+    }
+}
+
+impl SearchMetric {
+    /// The candidate's value in this metric (`None`: latency without a table).
+    pub fn of(self, candidate: &Candidate) -> Option<f64> {
+        match self {
+            SearchMetric::Macs => Some(candidate.complexity.macs as f64),
+            SearchMetric::Params => Some(candidate.complexity.params as f64),
+            SearchMetric::Latency => candidate.latency_ms,
+        }
+    }
+}
+
+/// What is being searched: complexity (and latency, by a table) is cheap, the score (higher is
+/// better) is the expensive evaluation.
 pub trait Objective {
     /// Exact complexity of `arch`.
     fn complexity(&mut self, arch: &Arch) -> Result<Complexity>;
+    /// Latency of `arch` by a latency table, in ms (`None`: the objective has no table).
+    fn latency_ms(&mut self, _arch: &Arch) -> Result<Option<f64>> {
+        Ok(None)
+    }
     /// The score of `arch` (e.g. held-out accuracy with the supernet's weights).
     fn score(&mut self, arch: &Arch) -> Result<f64>;
 }
@@ -57,10 +129,22 @@ pub struct Candidate {
     pub arch: Arch,
     /// Its complexity.
     pub complexity: Complexity,
+    /// Its latency by the search's latency table, in ms.
+    pub latency_ms: Option<f64>,
     /// Its score.
     pub score: f64,
     /// Iteration it was first evaluated in (0 = initial population).
     pub iteration: usize,
+}
+
+impl Candidate {
+    /// Its cost, as constraints see it.
+    pub fn cost(&self) -> Cost {
+        Cost {
+            complexity: self.complexity,
+            latency_ms: self.latency_ms,
+        }
+    }
 }
 
 /// SPOS's evolutionary search settings (defaults are the official code's).
@@ -99,7 +183,7 @@ const TRIES_PER_CANDIDATE: usize = 200;
 /// Memoized evaluations shared by every search of a session (and every budget).
 pub struct Evaluator<'a, O: Objective> {
     objective: &'a mut O,
-    complexity: HashMap<Arch, Complexity>,
+    costs: HashMap<Arch, Cost>,
     scores: HashMap<Arch, f64>,
     /// Candidates in evaluation order.
     pub evaluated: Vec<Candidate>,
@@ -110,19 +194,22 @@ impl<'a, O: Objective> Evaluator<'a, O> {
     pub fn new(objective: &'a mut O) -> Self {
         Evaluator {
             objective,
-            complexity: HashMap::new(),
+            costs: HashMap::new(),
             scores: HashMap::new(),
             evaluated: Vec::new(),
         }
     }
 
-    /// Complexity, cached.
-    pub fn complexity(&mut self, arch: &Arch) -> Result<Complexity> {
-        if let Some(c) = self.complexity.get(arch) {
+    /// Complexity and latency, cached.
+    pub fn cost(&mut self, arch: &Arch) -> Result<Cost> {
+        if let Some(c) = self.costs.get(arch) {
             return Ok(*c);
         }
-        let c = self.objective.complexity(arch)?;
-        self.complexity.insert(arch.clone(), c);
+        let c = Cost {
+            complexity: self.objective.complexity(arch)?,
+            latency_ms: self.objective.latency_ms(arch)?,
+        };
+        self.costs.insert(arch.clone(), c);
         Ok(c)
     }
 
@@ -136,12 +223,13 @@ impl<'a, O: Objective> Evaluator<'a, O> {
         if let Some(score) = self.scores.get(arch) {
             return Ok(*score);
         }
-        let complexity = self.complexity(arch)?;
+        let cost = self.cost(arch)?;
         let score = self.objective.score(arch)?;
         self.scores.insert(arch.clone(), score);
         self.evaluated.push(Candidate {
             arch: arch.clone(),
-            complexity,
+            complexity: cost.complexity,
+            latency_ms: cost.latency_ms,
             score,
             iteration,
         });
@@ -165,7 +253,7 @@ fn collect_new<O: Objective>(
         if evaluator.seen(&arch) || pending.contains(&arch) {
             continue;
         }
-        if constraints.admits(&evaluator.complexity(&arch)?) {
+        if constraints.admits(&evaluator.cost(&arch)?) {
             pending.push(arch);
         }
     }
@@ -175,7 +263,7 @@ fn collect_new<O: Objective>(
 fn best_of(candidates: &[Candidate], constraints: &Constraints) -> Option<Candidate> {
     candidates
         .iter()
-        .filter(|c| constraints.admits(&c.complexity))
+        .filter(|c| constraints.admits(&c.cost()))
         .max_by(|a, b| a.score.total_cmp(&b.score))
         .cloned()
 }
@@ -221,7 +309,7 @@ pub fn evolution<O: Objective>(
         let mut ranked: Vec<&Candidate> = evaluator
             .evaluated
             .iter()
-            .filter(|c| constraints.admits(&c.complexity) && population.contains(&c.arch))
+            .filter(|c| constraints.admits(&c.cost()) && population.contains(&c.arch))
             .collect();
         ranked.sort_by(|a, b| b.score.total_cmp(&a.score));
         let parents: Vec<Arch> = ranked
@@ -330,17 +418,15 @@ pub fn random<O: Objective>(
 }
 
 /// The candidates no other candidate beats on both `metric` (lower) and score (higher), by
-/// increasing complexity.
-pub fn pareto_front(candidates: &[Candidate], metric: Metric) -> Vec<Candidate> {
-    let mut sorted: Vec<&Candidate> = candidates.iter().collect();
-    sorted.sort_by(|a, b| {
-        metric
-            .of(&a.complexity)
-            .cmp(&metric.of(&b.complexity))
-            .then(b.score.total_cmp(&a.score))
-    });
+/// increasing `metric` (candidates without a value in it are left out).
+pub fn pareto_front(candidates: &[Candidate], metric: SearchMetric) -> Vec<Candidate> {
+    let mut sorted: Vec<(&Candidate, f64)> = candidates
+        .iter()
+        .filter_map(|c| metric.of(c).map(|v| (c, v)))
+        .collect();
+    sorted.sort_by(|(a, va), (b, vb)| va.total_cmp(vb).then(b.score.total_cmp(&a.score)));
     let mut front: Vec<Candidate> = Vec::new();
-    for candidate in sorted {
+    for (candidate, _) in sorted {
         if front.last().is_none_or(|best| candidate.score > best.score) {
             front.push(candidate.clone());
         }
@@ -463,12 +549,78 @@ mod tests {
         )
         .unwrap();
         assert!(best.complexity.macs <= 100);
-        let front = pareto_front(&evaluator.evaluated, Metric::Macs);
+        let front = pareto_front(&evaluator.evaluated, SearchMetric::Macs);
         for pair in front.windows(2) {
             assert!(pair[0].complexity.macs < pair[1].complexity.macs);
             assert!(pair[0].score < pair[1].score);
         }
         assert_eq!(front.last().unwrap().score, best.score);
+    }
+
+    /// [`Synthetic`] with a latency table: 1 ms per unit of choice, 0.5 ms fixed.
+    struct Timed(Synthetic);
+
+    impl Objective for Timed {
+        fn complexity(&mut self, arch: &Arch) -> Result<Complexity> {
+            self.0.complexity(arch)
+        }
+        fn latency_ms(&mut self, arch: &Arch) -> Result<Option<f64>> {
+            Ok(Some(
+                0.5 + arch.choices().iter().map(|&c| c as f64).sum::<f64>(),
+            ))
+        }
+        fn score(&mut self, arch: &Arch) -> Result<f64> {
+            let latency = self.latency_ms(arch)?.unwrap();
+            assert!(
+                latency <= 8.5,
+                "evaluated {arch:?} at {latency} ms, over the budget"
+            );
+            self.0.score(arch)
+        }
+    }
+
+    #[test]
+    fn latency_budgets_are_never_exceeded_and_the_front_is_in_ms() {
+        let mut objective = Timed(Synthetic {
+            calls: Vec::new(),
+            limit: u64::MAX,
+        });
+        let mut evaluator = Evaluator::new(&mut objective);
+        let constraints = Constraints::default().with_budget(SearchMetric::Latency, 8.5);
+        assert_eq!(constraints.max_latency_ms, Some(8.5));
+        let best = evolution(
+            &mut evaluator,
+            &decisions(),
+            &constraints,
+            &EvolutionConfig {
+                population: 16,
+                iterations: 5,
+                top_k: 4,
+                mutations: 8,
+                crossovers: 8,
+                ..Default::default()
+            },
+            3,
+            &mut |_, _| {},
+        )
+        .unwrap();
+        assert!(best.latency_ms.unwrap() <= 8.5);
+        assert!(evaluator
+            .evaluated
+            .iter()
+            .all(|c| c.latency_ms.unwrap() <= 8.5));
+        let front = pareto_front(&evaluator.evaluated, SearchMetric::Latency);
+        for pair in front.windows(2) {
+            assert!(pair[0].latency_ms < pair[1].latency_ms);
+            assert!(pair[0].score < pair[1].score);
+        }
+        // A latency bound admits nothing without a latency.
+        let cost = Cost {
+            complexity: Complexity { macs: 0, params: 0 },
+            latency_ms: None,
+        };
+        assert!(!constraints.admits(&cost));
+        assert!(Constraints::default().admits(&cost));
     }
 
     #[test]

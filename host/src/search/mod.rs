@@ -6,6 +6,9 @@ pub mod algorithms;
 pub mod generated;
 pub mod supernet;
 
-pub use algorithms::{Candidate, Constraints, EvolutionConfig};
+pub use algorithms::{Candidate, Constraints, Cost, EvolutionConfig, SearchMetric};
 pub use generated::{parse_target, GeneratedOutcome, GeneratedRequest};
-pub use supernet::{parse_metric, run_search, Algorithm, SearchOutcome, SearchRequest};
+pub use supernet::{
+    parse_metric, parse_search_metric, run_search, Algorithm, LatencyRequest, SearchOutcome,
+    SearchRequest,
+};

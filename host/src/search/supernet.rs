@@ -8,11 +8,14 @@ use indicatif::{ProgressBar, ProgressStyle};
 use nas_sdk::{Arch, Complexity, Metric};
 use serde::Serialize;
 
-use super::algorithms::{self, Candidate, Constraints, Evaluator, EvolutionConfig, Objective};
+use super::algorithms::{
+    self, Candidate, Constraints, Evaluator, EvolutionConfig, Objective, SearchMetric,
+};
 use crate::{
     data::Split,
     eval::{evaluate, BnPolicy, BnSnapshot, Calibration},
     plugins::{Origin, Space},
+    profile::LatencyTable,
     report,
     run::TrainedRun,
 };
@@ -58,11 +61,14 @@ pub struct SearchRequest {
     pub algorithm: Algorithm,
     /// Bounds every candidate must meet.
     pub constraints: Constraints,
-    /// Several maximum budgets in `metric` units: one search each, sharing evaluations (empty:
-    /// one search under `constraints`).
-    pub budgets: Vec<u64>,
+    /// Several maximum budgets in `metric` units (ms for latency): one search each, sharing
+    /// evaluations (empty: one search under `constraints`).
+    pub budgets: Vec<f64>,
     /// Metric of `budgets` and of the Pareto plot.
-    pub metric: Metric,
+    pub metric: SearchMetric,
+    /// The latency table that prices candidates (needed by latency bounds and the latency
+    /// metric), checked against the run's space before the search.
+    pub latency: Option<LatencyRequest>,
     /// BN policy per candidate.
     pub bn: BnPolicy,
     /// Evaluate on the first N held-out images only (0 = all).
@@ -73,9 +79,33 @@ pub struct SearchRequest {
     pub name: String,
 }
 
+/// A latency table for a search.
+#[derive(Clone, Debug)]
+pub struct LatencyRequest {
+    /// The file it was read from (named in errors and recorded).
+    pub path: PathBuf,
+    /// The table.
+    pub table: LatencyTable,
+    /// The device the search is for (`cpu`, `cuda`, `cuda:N`); refused when the table was
+    /// measured on another kind of device. `None`: the table's.
+    pub device: Option<String>,
+}
+
+/// Which table priced a search's candidates, in `search.json`.
+#[derive(Serialize)]
+struct LatencyRecord<'a> {
+    file: &'a std::path::Path,
+    device: &'a str,
+    device_model: &'a str,
+    threads: usize,
+    batch: i64,
+    space_config_digest: &'a str,
+}
+
 /// Scores archs with the supernet's shared weights on the held-out split.
 struct SupernetObjective<'a> {
     space: &'a Space,
+    latency: Option<&'a LatencyTable>,
     holdout: Split,
     policy: BnPolicy,
     batch_size: usize,
@@ -86,6 +116,10 @@ struct SupernetObjective<'a> {
 impl Objective for SupernetObjective<'_> {
     fn complexity(&mut self, arch: &Arch) -> Result<Complexity> {
         self.space.complexity(arch)
+    }
+
+    fn latency_ms(&mut self, arch: &Arch) -> Result<Option<f64>> {
+        Ok(self.latency.map(|table| table.predict_ms(arch)))
     }
 
     fn score(&mut self, arch: &Arch) -> Result<f64> {
@@ -104,21 +138,33 @@ impl Objective for SupernetObjective<'_> {
 
 #[derive(Serialize)]
 struct BestRecord {
-    budget: Option<u64>,
-    metric: Metric,
+    budget: Option<serde_json::Value>,
+    metric: SearchMetric,
     arch: String,
     choices: Vec<u32>,
     macs: u64,
     params: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    latency_ms: Option<f64>,
     holdout_accuracy: f64,
+}
+
+/// A budget as JSON: whole MACs or parameters, or ms.
+fn budget_json(metric: SearchMetric, budget: f64) -> serde_json::Value {
+    match metric {
+        SearchMetric::Latency => serde_json::json!(budget),
+        _ => serde_json::json!(budget.round() as u64),
+    }
 }
 
 #[derive(Serialize)]
 struct SearchManifest<'a> {
     algorithm: &'a str,
     constraints: Constraints,
-    budgets: Vec<u64>,
-    metric: Metric,
+    budgets: Vec<serde_json::Value>,
+    metric: SearchMetric,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    latency_table: Option<LatencyRecord<'a>>,
     evolution: Option<EvolutionConfig>,
     evaluations: usize,
     bn: BnPolicy,
@@ -139,12 +185,22 @@ pub fn parse_metric(text: &str) -> Result<Metric> {
     }
 }
 
+/// Parses a search metric name: `macs` (or `flops`), `params` or `latency` (by a latency table).
+pub fn parse_search_metric(text: &str) -> Result<SearchMetric> {
+    match text {
+        "latency" => Ok(SearchMetric::Latency),
+        other => parse_metric(other)
+            .map(Into::into)
+            .map_err(|_| anyhow::anyhow!("--metric `{other}`: use macs, params or latency")),
+    }
+}
+
 /// The outcome of a search: output folder and best candidates per budget.
 pub struct SearchOutcome {
     /// `<run>/search/<name>`.
     pub dir: PathBuf,
     /// Best candidate per budget (one entry without budgets).
-    pub best: Vec<(Option<u64>, Candidate, String)>,
+    pub best: Vec<(Option<f64>, Candidate, String)>,
     /// Candidates evaluated.
     pub evaluated: usize,
 }
@@ -167,6 +223,27 @@ pub fn run_search(run: &TrainedRun, request: &SearchRequest) -> Result<SearchOut
     }
     let metric = request.metric;
     let constraints = request.constraints;
+    let latency = match &request.latency {
+        Some(latency) => {
+            let config: serde_json::Value =
+                serde_json::from_str(space.config_json()).unwrap_or_default();
+            latency.table.check_space(
+                &latency.path,
+                &space.origin().name,
+                &config,
+                space.decisions(),
+            )?;
+            if let Some(device) = &latency.device {
+                latency.table.check_device_kind(&latency.path, device)?;
+            }
+            Some(&latency.table)
+        }
+        None if metric == SearchMetric::Latency || constraints.bounds_latency() => bail!(
+            "latency bounds and --metric latency need --latency-table FILE (measure one for this run with `nas profile --run {}`)",
+            run_dir.display()
+        ),
+        None => None,
+    };
     let holdout_examples = if request.holdout_examples == 0 {
         data.holdout.len()
     } else {
@@ -180,13 +257,14 @@ pub fn run_search(run: &TrainedRun, request: &SearchRequest) -> Result<SearchOut
     let trained = BnSnapshot::take(space)?;
     let mut objective = SupernetObjective {
         space,
+        latency,
         holdout,
         policy: request.bn,
         batch_size: config.eval.batch_size,
         calibration: Calibration::for_run(config, &data.train)?,
         trained,
     };
-    let budgets: Vec<Option<u64>> = if request.budgets.is_empty() {
+    let budgets: Vec<Option<f64>> = if request.budgets.is_empty() {
         vec![None]
     } else {
         request.budgets.iter().map(|&b| Some(b)).collect()
@@ -236,10 +314,15 @@ pub fn run_search(run: &TrainedRun, request: &SearchRequest) -> Result<SearchOut
 
     let dir = run_dir.join("search").join(&request.name);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let mut csv = String::from("iteration,arch,choices,macs,params,holdout_accuracy\n");
+    let mut csv = String::from("iteration,arch,choices,macs,params,holdout_accuracy");
+    csv.push_str(if latency.is_some() {
+        ",latency_ms\n"
+    } else {
+        "\n"
+    });
     for c in &evaluated {
         csv.push_str(&format!(
-            "{},\"{}\",\"{:?}\",{},{},{:.4}\n",
+            "{},\"{}\",\"{:?}\",{},{},{:.4}",
             c.iteration,
             space.arch_text(&c.arch)?,
             c.arch.choices(),
@@ -247,17 +330,22 @@ pub fn run_search(run: &TrainedRun, request: &SearchRequest) -> Result<SearchOut
             c.complexity.params,
             c.score
         ));
+        match c.latency_ms {
+            Some(ms) => csv.push_str(&format!(",{ms:.4}\n")),
+            None => csv.push('\n'),
+        }
     }
     crate::run::io::write_atomic(&dir.join("candidates.csv"), csv.as_bytes())?;
     let records: Vec<BestRecord> = best
         .iter()
         .map(|(budget, c, text)| BestRecord {
-            budget: *budget,
+            budget: budget.map(|b| budget_json(metric, b)),
             metric,
             arch: text.clone(),
             choices: c.arch.choices().to_vec(),
             macs: c.complexity.macs,
             params: c.complexity.params,
+            latency_ms: c.latency_ms,
             holdout_accuracy: c.score,
         })
         .collect();
@@ -267,8 +355,20 @@ pub fn run_search(run: &TrainedRun, request: &SearchRequest) -> Result<SearchOut
         &SearchManifest {
             algorithm: request.algorithm.name(),
             constraints,
-            budgets: budgets.iter().flatten().copied().collect(),
+            budgets: budgets
+                .iter()
+                .flatten()
+                .map(|&b| budget_json(metric, b))
+                .collect(),
             metric,
+            latency_table: request.latency.as_ref().map(|l| LatencyRecord {
+                file: &l.path,
+                device: &l.table.device,
+                device_model: &l.table.device_model,
+                threads: l.table.threads,
+                batch: l.table.batch,
+                space_config_digest: &l.table.space_config_digest,
+            }),
             evolution: match &request.algorithm {
                 Algorithm::Evolution(config) => Some(config.clone()),
                 Algorithm::Random { .. } => None,
@@ -284,14 +384,19 @@ pub fn run_search(run: &TrainedRun, request: &SearchRequest) -> Result<SearchOut
         },
     )?;
     let front = algorithms::pareto_front(&evaluated, metric);
-    let point = |c: &Candidate| (metric.of(&c.complexity) as f64 / 1e6, c.score);
+    let scale = match metric {
+        SearchMetric::Latency => 1.0,
+        _ => 1e6,
+    };
+    let point = |c: &Candidate| metric.of(c).map(|v| (v / scale, c.score));
     let unit = match metric {
-        Metric::Macs => "MMACs",
-        Metric::Params => "M parameters",
+        SearchMetric::Macs => "MMACs",
+        SearchMetric::Params => "M parameters",
+        SearchMetric::Latency => "latency (ms, by the latency table)",
     };
     report::search::plot_pareto(
-        &evaluated.iter().map(point).collect::<Vec<_>>(),
-        &front.iter().map(point).collect::<Vec<_>>(),
+        &evaluated.iter().filter_map(point).collect::<Vec<_>>(),
+        &front.iter().filter_map(point).collect::<Vec<_>>(),
         unit,
         &dir.join("pareto.svg"),
     )?;
