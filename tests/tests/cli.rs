@@ -126,6 +126,50 @@ fn example_configs_are_valid() {
     assert!(count >= 2, "expected example configs in {}", dir.display());
 }
 
+/// Every example recipe runs as written (its augmentation preset included) for a few steps on
+/// Fashion-MNIST, and the recipes of papers that trained with augmentation name their preset.
+#[test]
+fn every_example_recipe_trains_with_its_augmentation_preset() {
+    let data = repo_root().join("data/fashion-mnist");
+    assert!(
+        data.join("train-images-idx3-ubyte.gz").exists(),
+        "{} is missing: run scripts/setup.sh",
+        data.display()
+    );
+    let dir = repo_root().join("examples/configs");
+    let mut recipes: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    recipes.sort();
+    for config in recipes {
+        let text = std::fs::read_to_string(&config).unwrap();
+        assert!(
+            text.contains("[data.augment]") && text.contains("preset = "),
+            "{} does not say which augmentation preset it trains with",
+            config.display()
+        );
+        let out = tempfile::tempdir().unwrap();
+        let mut command = nas();
+        command.args(["train", "-c"]).arg(&config);
+        for s in [
+            format!("run.out_dir={}", out.path().display()),
+            format!("data.path={}", data.display()),
+            "train.steps=3".to_string(),
+            "train.progress=false".to_string(),
+        ] {
+            command.args(["--set", &s]);
+        }
+        let stdout = run_ok(&mut command);
+        assert!(
+            stdout.contains("waiting for data"),
+            "{}: {stdout}",
+            config.display()
+        );
+    }
+}
+
 #[test]
 fn an_out_of_tree_plugin_crate_trains_through_the_cli() {
     // Built by scripts/test.sh from examples/third-party-sampler into target/third-party.
