@@ -86,12 +86,47 @@ pub enum Command {
     Rank(RankArgs),
     /// Measure training speed (steps/s and host overhead) on synthetic data.
     Bench(BenchArgs),
+    /// Measure the input pipeline alone on an image folder: images/s through decoding,
+    /// augmentation and batching, and the process's peak memory.
+    BenchData(BenchDataArgs),
     /// Measure a space's latency on this machine's CPU or GPU: time plain subnets end to end,
     /// fit an additive per-choice table, validate it on held-out subnets, write latency.json.
     Profile(ProfileArgs),
     /// Run a command as N processes of one data-parallel run on this machine (what torchrun
     /// --nproc-per-node N --no-python does), e.g. `nas launch -n 2 -- train --config run.toml`.
     Launch(LaunchArgs),
+}
+
+/// `nas bench-data`.
+#[derive(Args, Clone, Debug)]
+pub struct BenchDataArgs {
+    /// Image folder (train/<class>/* and test/<class>/*).
+    #[arg(long, value_name = "DIR")]
+    pub folder: PathBuf,
+    /// Augmentation preset (none, cifar, imagenet, vit, autoformer).
+    #[arg(long, default_value = "imagenet")]
+    pub preset: String,
+    /// Output resolution.
+    #[arg(long, default_value_t = 224)]
+    pub resolution: u32,
+    /// Batch size.
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+    /// Worker threads.
+    #[arg(long, default_value_t = 2)]
+    pub workers: usize,
+    /// Batches queued ahead.
+    #[arg(long, default_value_t = 4)]
+    pub prefetch: usize,
+    /// Timed batches (after 3 warm-up batches).
+    #[arg(long, default_value_t = 50)]
+    pub batches: u64,
+    /// Colour jitter strength (overrides the preset's; 0 = off).
+    #[arg(long)]
+    pub color_jitter: Option<f64>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `nas train`.

@@ -4,6 +4,7 @@
 //! binary.
 
 mod bench;
+mod bench_data;
 mod complexity;
 mod config;
 mod demo;
@@ -41,6 +42,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Retrain(args) => retrain::retrain(args, plugin_path),
         Command::Rank(args) => rank::rank(args, plugin_path),
         Command::Bench(args) => bench::bench(args, plugin_path),
+        Command::BenchData(args) => bench_data::bench_data(args),
         Command::Profile(args) => profile::profile(args, plugin_path),
         Command::Launch(args) => std::env::current_exe()
             .map_err(anyhow::Error::from)
