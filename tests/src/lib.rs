@@ -182,3 +182,28 @@ pub fn assert_same_run(a: &Path, b: &Path) {
         assert!(tensor.equal(&tb[name]), "{name} differs");
     }
 }
+
+/// Kills the training process `child` (kill -9) as soon as its run folder `run_dir` holds a
+/// checkpoint, waiting at most `timeout`; asserts it was still running then.
+pub fn kill_after_first_checkpoint(
+    child: &mut std::process::Child,
+    run_dir: &Path,
+    timeout: std::time::Duration,
+) {
+    let pointer = run_dir.join("checkpoints/latest.json");
+    let deadline = std::time::Instant::now() + timeout;
+    while !pointer.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint appeared"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    let finished_early = child.try_wait().unwrap().is_some();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        !finished_early,
+        "the run finished before it could be killed; make it longer"
+    );
+}

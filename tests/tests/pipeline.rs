@@ -92,22 +92,7 @@ fn a_streamed_folder_run_killed_and_resumed_equals_a_straight_run_with_other_wor
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let pointer = killed.join("checkpoints/latest.json");
-    let deadline = std::time::Instant::now() + Duration::from_secs(180);
-    while !pointer.exists() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no checkpoint appeared"
-        );
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    let finished_early = child.try_wait().unwrap().is_some();
-    child.kill().unwrap();
-    child.wait().unwrap();
-    assert!(
-        !finished_early,
-        "the run finished before it could be killed; make it longer"
-    );
+    kill_after_first_checkpoint(&mut child, &killed, Duration::from_secs(180));
     assert!(!latest_checkpoint(&killed).ends_with("step-00000060"));
     run_ok(nas().args(["train", "--resume"]).arg(&killed));
     assert_same_run(&out.path().join("straight"), &killed);

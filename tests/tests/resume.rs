@@ -63,22 +63,7 @@ fn a_killed_run_resumes_from_its_last_checkpoint_to_the_same_result() {
 
     let killed = out.path().join("killed");
     let mut child = train(out.path(), "killed", &common).spawn().unwrap();
-    let pointer = killed.join("checkpoints/latest.json");
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    while !pointer.exists() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no checkpoint appeared"
-        );
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    let finished_early = child.try_wait().unwrap().is_some();
-    child.kill().unwrap();
-    child.wait().unwrap();
-    assert!(
-        !finished_early,
-        "the run finished before it could be killed; make it longer"
-    );
+    kill_after_first_checkpoint(&mut child, &killed, Duration::from_secs(120));
     let interrupted_at = latest_checkpoint(&killed);
     assert!(
         !interrupted_at.ends_with("step-00000080"),

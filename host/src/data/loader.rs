@@ -190,8 +190,6 @@ enum Mode {
 pub struct TrainLoader {
     batches: BatchSource,
     device: Device,
-    classes: i64,
-    seed: u64,
     mode: Mode,
 }
 
@@ -204,7 +202,6 @@ impl TrainLoader {
         settings: PipelineSettings,
         device: Device,
     ) -> Result<Self> {
-        let (classes, seed) = (settings.classes, settings.seed);
         let mode = if recipe.is_identity() && !train.is_streamed() {
             Mode::Tensors
         } else {
@@ -237,8 +234,6 @@ impl TrainLoader {
         Ok(TrainLoader {
             batches,
             device,
-            classes,
-            seed,
             mode,
         })
     }
@@ -293,8 +288,8 @@ impl TrainLoader {
         let labels = Tensor::from_slice(&prepared.labels).to_device(self.device);
         let targets = match &pipeline.mix {
             Some(mix) => {
-                let mut rng = nas_sdk::rng::stream(self.seed, index, "mix");
-                mix.apply(&mut images, &labels, self.classes, &mut rng).0
+                let mut rng = nas_sdk::rng::stream(s.seed, index, "mix");
+                mix.apply(&mut images, &labels, s.classes, &mut rng).0
             }
             None => labels,
         };

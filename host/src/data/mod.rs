@@ -95,17 +95,6 @@ const CIFAR_STD: [f64; 3] = [0.2470, 0.2435, 0.2616];
 const IMAGENET_MEAN: [f64; 3] = [0.485, 0.456, 0.406];
 const IMAGENET_STD: [f64; 3] = [0.229, 0.224, 0.225];
 
-/// 8-bit images of one in-memory split, before normalisation.
-struct RawSplit {
-    images: MemoryImages,
-}
-
-impl RawSplit {
-    fn len(&self) -> usize {
-        self.images.labels.len()
-    }
-}
-
 impl Dataset {
     /// Loads the configured dataset onto `device`, carving `holdout` training images (seeded).
     pub fn load(section: &DataSection, seed: u64, device: Device) -> Result<Self> {
@@ -152,15 +141,16 @@ impl Dataset {
         let (train, holdout, test) = match raw {
             Some((train, test)) => {
                 let (kept, held) = carve_rows(train.len(), section.holdout, seed)?;
-                let split = |raw: MemoryImages| {
+                // Only the training split is augmented, so only it keeps its 8-bit images.
+                let split = |raw: MemoryImages, augmented: bool| {
                     let images = normalise(&raw, &mean, &std);
                     let labels = Tensor::from_slice(&raw.labels);
-                    Split::from_tensors(images, labels, keep_raw.then(|| Arc::new(raw)))
+                    Split::from_tensors(images, labels, augmented.then(|| Arc::new(raw)))
                 };
                 (
-                    split(train.images.select(&kept)),
-                    split(train.images.select(&held)),
-                    split(test.images),
+                    split(train.select(&kept), keep_raw),
+                    split(train.select(&held), false),
+                    split(test, false),
                 )
             }
             None => {
@@ -356,7 +346,7 @@ fn be_u32(bytes: &[u8], at: usize) -> u32 {
 
 /// Reads `{prefix}-images-idx3-ubyte.gz` and `{prefix}-labels-idx1-ubyte.gz`; a label outside
 /// `0..classes` is refused with its file, position and value.
-fn read_idx_pair(dir: &Path, prefix: &str, classes: u8) -> Result<RawSplit> {
+fn read_idx_pair(dir: &Path, prefix: &str, classes: u8) -> Result<MemoryImages> {
     let images_path = dir.join(format!("{prefix}-images-idx3-ubyte.gz"));
     let labels_path = dir.join(format!("{prefix}-labels-idx1-ubyte.gz"));
     let images = read_gz(&images_path)?;
@@ -398,19 +388,17 @@ fn read_idx_pair(dir: &Path, prefix: &str, classes: u8) -> Result<RawSplit> {
             classes - 1
         );
     }
-    Ok(RawSplit {
-        images: MemoryImages {
-            size: h as u32,
-            channels: 1,
-            pixels: images[16..].to_vec(),
-            labels: label_bytes.iter().map(|&l| l as i64).collect(),
-        },
+    Ok(MemoryImages {
+        size: h as u32,
+        channels: 1,
+        pixels: images[16..].to_vec(),
+        labels: label_bytes.iter().map(|&l| l as i64).collect(),
     })
 }
 
 /// Reads CIFAR-10 binary batches: records of 1 label byte + 3072 pixel bytes (CHW, 32x32),
 /// kept as HWC bytes.
-fn read_cifar_batches(files: &[PathBuf]) -> Result<RawSplit> {
+fn read_cifar_batches(files: &[PathBuf]) -> Result<MemoryImages> {
     const RECORD: usize = 1 + 3 * 32 * 32;
     const PLANE: usize = 32 * 32;
     let mut labels = Vec::new();
@@ -437,13 +425,11 @@ fn read_cifar_batches(files: &[PathBuf]) -> Result<RawSplit> {
             pixels.extend((0..PLANE).flat_map(|i| [chw[i], chw[PLANE + i], chw[2 * PLANE + i]]));
         }
     }
-    Ok(RawSplit {
-        images: MemoryImages {
-            size: 32,
-            channels: 3,
-            pixels,
-            labels,
-        },
+    Ok(MemoryImages {
+        size: 32,
+        channels: 3,
+        pixels,
+        labels,
     })
 }
 
@@ -506,14 +492,21 @@ fn synthetic(section: &DataSection, seed: u64) -> (Split, Split) {
     (train, test)
 }
 
-/// Box-Muller normal samples (avoids another dependency for one distribution).
-mod rand_distr_normal {
+/// Box-Muller standard normal samples (avoids another dependency for one distribution); the
+/// one sampler of the data stage (synthetic data, RandAugment magnitudes, random erasing).
+pub(crate) mod rand_distr_normal {
     use rand::Rng;
 
-    pub fn sample_normal(rng: &mut impl Rng) -> f32 {
+    /// One draw, in f64.
+    pub fn standard_normal(rng: &mut impl Rng) -> f64 {
         let u1: f64 = rng.gen_range(f64::EPSILON..1.0);
         let u2: f64 = rng.gen();
-        ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
+        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+    }
+
+    /// One draw, rounded to f32.
+    pub fn sample_normal(rng: &mut impl Rng) -> f32 {
+        standard_normal(rng) as f32
     }
 }
 

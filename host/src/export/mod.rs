@@ -23,7 +23,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use nas_sdk::{Arch, ForwardOptions};
+use nas_sdk::Arch;
 use serde::Serialize;
 use tch::{Device, Kind, Tensor};
 
@@ -334,26 +334,6 @@ fn load_named(space: &Space, tensors: &[(String, Tensor)]) -> Result<()> {
 
 /// Traces `space`'s eval-mode forward of `arch` on the first examples of `input`.
 fn trace(space: &Space, arch: &Arch, input: &Tensor) -> Result<tch::CModule> {
-    // The tracer records tensors that need gradients as module parameters it cannot name;
-    // exported weights are constants.
-    for (_, parameter) in space.parameters()? {
-        let _ = parameter.set_requires_grad(false);
-    }
     let example = input.narrow(0, 0, TRACE_EXAMPLES.min(input.size()[0]));
-    let mut failure = None;
-    let module = tch::no_grad(|| {
-        tch::CModule::create_by_tracing("subnet", "forward", &[example], &mut |inputs| match space
-            .forward(&inputs[0], arch, None, &ForwardOptions::EVAL)
-        {
-            Ok(logits) => vec![logits],
-            Err(err) => {
-                failure = Some(err);
-                vec![inputs[0].shallow_clone()]
-            }
-        })
-    });
-    if let Some(err) = failure {
-        return Err(err);
-    }
-    module.context("tracing the subnet's forward into TorchScript")
+    profile::trace(space, arch, &example).context("tracing the subnet's forward into TorchScript")
 }

@@ -235,8 +235,9 @@ impl Stopwatch for ModuleStopwatch<'_> {
     }
 }
 
-/// Traces `space`'s eval-mode forward of `arch` on `input` into a TorchScript module.
-fn trace(space: &Space, arch: &Arch, input: &Tensor) -> Result<tch::CModule> {
+/// Traces `space`'s eval-mode forward of `arch` on `input` into a TorchScript module (what
+/// `nas profile` times and `nas export` writes); the space's parameters become constants.
+pub fn trace(space: &Space, arch: &Arch, input: &Tensor) -> Result<tch::CModule> {
     for (_, parameter) in space.parameters()? {
         let _ = parameter.set_requires_grad(false);
     }

@@ -20,7 +20,7 @@ use tch::Device;
 
 pub use fit::{balanced_archs, fit_additive, held_out_archs, AdditiveModel, ErrorSummary};
 pub use measure::{
-    device_model, measure, time_module, ModuleStopwatch, Protocol, Stopwatch, Timing,
+    device_model, measure, time_module, trace, ModuleStopwatch, Protocol, Stopwatch, Timing,
 };
 pub use table::{config_digest, LatencyTable, Validation, MAX_MEAN_ERROR, MIN_TAU};
 

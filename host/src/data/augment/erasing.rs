@@ -4,6 +4,8 @@
 
 use rand::Rng;
 
+use crate::data::rand_distr_normal::sample_normal;
+
 /// Erases one rectangle of `image` (`channels x height x width`, CHW) with probability `p`;
 /// returns the rectangle `(top, left, height, width)` if one was erased.
 pub fn erase(
@@ -31,7 +33,7 @@ pub fn erase(
                 for y in top..top + h {
                     let row = (c * height + y) * width;
                     for value in &mut image[row + left..row + left + w] {
-                        *value = normal(rng);
+                        *value = sample_normal(rng);
                     }
                 }
             }
@@ -39,12 +41,6 @@ pub fn erase(
         }
     }
     None
-}
-
-fn normal(rng: &mut impl Rng) -> f32 {
-    let u1: f64 = rng.gen_range(f64::EPSILON..1.0);
-    let u2: f64 = rng.gen();
-    ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use rand::Rng;
 use serde::Serialize;
 
 use super::colour;
-use crate::data::image::Image;
+use crate::data::{image::Image, rand_distr_normal::standard_normal};
 
 /// timm's fill for pixels that geometric operations uncover: the ImageNet mean, in bytes.
 const FILL: [u8; 3] = [124, 116, 104];
@@ -119,12 +119,6 @@ impl RandAugment {
             apply_op(op, level, image, rng);
         }
     }
-}
-
-fn standard_normal(rng: &mut impl Rng) -> f64 {
-    let u1: f64 = rng.gen_range(f64::EPSILON..1.0);
-    let u2: f64 = rng.gen();
-    (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
 }
 
 fn signed(value: f64, rng: &mut impl Rng) -> f64 {
